@@ -1,0 +1,156 @@
+"""Value types of the routing domain: messages in, decisions out.
+
+Everything here is a frozen dataclass with no behaviour that touches the outside world, so it can be
+shared by every layer (``bot`` builds :class:`Message`, ``handlers`` stores :class:`Decision`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+Route = Literal["msp", "internal", "page"]
+ROUTES: tuple[str, ...] = get_args(Route)
+
+Severity = Literal["low", "normal", "high", "critical"]
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+
+Platform = Literal["slack", "teams", "console"]
+PLATFORMS: tuple[str, ...] = get_args(Platform)
+
+#: How strongly a route escalates; with ``continue`` fan-out the strongest matched route wins.
+ROUTE_RANK: dict[str, int] = {"msp": 0, "internal": 1, "page": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A normalised chat message, the same whichever platform it came from.
+
+    Attributes:
+        text: What the employee wrote (already redacted when it reaches storage).
+        platform: ``slack``, ``teams`` or ``console``.
+        user_id: Platform user id of the author.
+        channel_id: Platform channel / conversation id.
+        user_groups: Group handles or ids the author belongs to (for group filters).
+        channel_type: ``im``, ``channel``, ``group``, ``mpim`` or ``personal``.
+    """
+
+    text: str
+    platform: str = "console"
+    user_id: str = ""
+    channel_id: str = ""
+    user_groups: frozenset[str] = frozenset()
+    channel_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a message must look like for a rule to fire. Empty means "always"."""
+
+    any: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    regex: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    user_groups: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.any or self.all or self.none or self.regex
+            or self.channels or self.user_groups or self.platforms
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One routing rule: conditions and the outcome when they hold."""
+
+    id: str
+    route: str
+    queue: str
+    severity: str = "normal"
+    description: str = ""
+    when: Conditions = field(default_factory=Conditions)
+    continue_: bool = False
+    enabled: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A named destination queue and the route it belongs to."""
+
+    name: str
+    route: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """An ordered, immutable set of rules; the last rule is the unconditional default."""
+
+    rules: tuple[Rule, ...]
+    queues: tuple[Queue, ...] = ()
+    version: int = 0
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """One rule that fired, with the terms that made it fire."""
+
+    rule_id: str
+    route: str
+    severity: str
+    queue: str
+    terms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where a message goes and why.
+
+    ``route``/``severity``/``queue``/``rule_id`` come from the strongest match (page > internal >
+    msp); ``matches`` lists every rule that fired in evaluation order (several only with
+    ``continue``). ``fail_closed`` is set when classification failed and the message was sent to
+    in-house triage instead.
+    """
+
+    route: str
+    severity: str
+    queue: str
+    rule_id: str
+    ruleset_version: int
+    why: str
+    terms: tuple[str, ...] = ()
+    matches: tuple[RuleMatch, ...] = ()
+    fail_closed: bool = False
+
+    @property
+    def pages(self) -> bool:
+        return self.route == "page"
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue a matched rule named, primary first, without repeats."""
+        seen: dict[str, None] = {self.queue: None}
+        for m in self.matches:
+            seen.setdefault(m.queue, None)
+        return tuple(seen)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "route": self.route,
+            "severity": self.severity,
+            "queue": self.queue,
+            "rule": self.rule_id,
+            "ruleset_version": self.ruleset_version,
+            "why": self.why,
+            "terms": list(self.terms),
+            "matches": [m.rule_id for m in self.matches],
+            "fail_closed": self.fail_closed,
+        }
