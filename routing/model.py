@@ -75,6 +75,7 @@ class Rule:
     when: Conditions = field(default_factory=Conditions)
     continue_: bool = False
     enabled: bool = True
+    ignore_negated: bool = False
     note: str = ""
 
 

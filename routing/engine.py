@@ -1,0 +1,263 @@
+"""The compiled classifier: one Aho-Corasick pass for every term, one RE2 set pass for every regex.
+
+Evaluation semantics (after Alertmanager's routing tree, flattened):
+
+* rules routed to ``page`` are evaluated first, in file order, then every other rule in file order,
+  so no ordinary rule can shadow a page rule;
+* the first rule whose conditions hold wins; a rule with ``continue`` records its match and lets
+  evaluation go on; among all matches the strongest route wins (page > internal > msp);
+* the last rule is the unconditional default, so every message gets a decision.
+
+Cost: a message is scanned once by the automaton and once by the RE2 set, whatever the number of
+rules; only the rules that one of its terms (or regexes) could trigger are then checked, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import ahocorasick
+import re2
+
+from routing.model import ROUTE_RANK, Decision, Message, Rule, RuleMatch, RuleSet
+from routing.rules import compile_regex, re2_options
+from routing.text import NEGATION_WINDOW, NEGATORS, fold, padded, term_key
+
+FAIL_CLOSED_RULE = "fail-closed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A rule in the form the evaluator wants: term and regex indices instead of strings."""
+
+    position: int
+    rule: Rule
+    any: tuple[int, ...]
+    all: tuple[int, ...]
+    none: tuple[int, ...]
+    regex: tuple[int, ...]
+    channels: frozenset[str]
+    user_groups: frozenset[str]
+    platforms: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Hits:
+    """Which terms occur in a message: ``plain`` at all, ``affirmed`` not under a negation."""
+
+    plain: set[int]
+    affirmed: set[int]
+
+
+class Classifier:
+    """A rule set compiled for fast, repeated classification. Immutable and thread-safe to share."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.version = ruleset.version
+        enabled = [r for r in ruleset.rules if r.enabled]
+        ordered = [r for r in enabled if r.route == "page"] + [r for r in enabled if r.route != "page"]
+
+        self._terms: list[str] = []
+        term_ids: dict[str, int] = {}
+        self._regexes: list[str] = []
+        regex_ids: dict[str, int] = {}
+
+        def term_id(term: str) -> int:
+            key = term_key(term)
+            if key not in term_ids:
+                term_ids[key] = len(self._terms)
+                self._terms.append(term)
+            return term_ids[key]
+
+        def regex_id(pattern: str) -> int:
+            if pattern not in regex_ids:
+                compile_regex(pattern)  # raises ValueError with the reason
+                regex_ids[pattern] = len(self._regexes)
+                self._regexes.append(pattern)
+            return regex_ids[pattern]
+
+        self._rules: list[_Compiled] = []
+        for pos, r in enumerate(ordered):
+            w = r.when
+            self._rules.append(
+                _Compiled(
+                    position=pos, rule=r,
+                    any=tuple(term_id(t) for t in w.any), all=tuple(term_id(t) for t in w.all),
+                    none=tuple(term_id(t) for t in w.none), regex=tuple(regex_id(p) for p in w.regex),
+                    channels=frozenset(w.channels), user_groups=frozenset(w.user_groups),
+                    platforms=frozenset(w.platforms),
+                )
+            )
+
+        # Trigger index: which rules a term or regex hit makes worth checking. A rule is indexed by
+        # one necessary condition (any-terms, else all-terms, else regexes); rules with none of
+        # those (filters only, the default) are checked for every message.
+        self._by_term: dict[int, list[int]] = {}
+        self._by_regex: dict[int, list[int]] = {}
+        self._always: list[int] = []
+        for c in self._rules:
+            if c.any:
+                for t in c.any:
+                    self._by_term.setdefault(t, []).append(c.position)
+            elif c.all:
+                self._by_term.setdefault(c.all[0], []).append(c.position)
+            elif c.regex:
+                for x in c.regex:
+                    self._by_regex.setdefault(x, []).append(c.position)
+            else:
+                self._always.append(c.position)
+
+        self._automaton: ahocorasick.Automaton | None = None
+        if term_ids:
+            automaton = ahocorasick.Automaton()
+            for key, idx in term_ids.items():
+                automaton.add_word(key, (idx, len(key)))
+            automaton.make_automaton()
+            self._automaton = automaton
+
+        self._regex_set: re2.Set | None = None
+        self._compiled_regex = [compile_regex(p) for p in self._regexes]
+        if self._regexes:
+            rset = re2.Set.SearchSet(re2_options())
+            for p in self._regexes:
+                rset.Add(p)
+            rset.Compile()
+            self._regex_set = rset
+
+    # -- scanning -------------------------------------------------------------------------------
+
+    def _scan_terms(self, text: str) -> _Hits:
+        hits = _Hits(plain=set(), affirmed=set())
+        if self._automaton is None:
+            return hits
+        for end, (idx, length) in self._automaton.iter(text):
+            hits.plain.add(idx)
+            if idx not in hits.affirmed and not _negated(text, end - length + 1):
+                hits.affirmed.add(idx)
+        return hits
+
+    def _scan_regexes(self, folded: str) -> set[int]:
+        if self._regex_set is None:
+            return set()
+        return set(self._regex_set.Match(folded) or ())
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def _holds(self, c: _Compiled, msg: Message, hits: _Hits, regex_hits: set[int]) -> bool:
+        if c.platforms and msg.platform not in c.platforms:
+            return False
+        if c.channels and msg.channel_id not in c.channels:
+            return False
+        if c.user_groups and not (c.user_groups & msg.user_groups):
+            return False
+        counted = hits.affirmed if c.rule.ignore_negated else hits.plain
+        if c.any and not any(t in counted for t in c.any):
+            return False
+        if c.all and not all(t in counted for t in c.all):
+            return False
+        if c.none and any(t in hits.plain for t in c.none):
+            return False
+        if c.regex and not any(x in regex_hits for x in c.regex):
+            return False
+        return True
+
+    def _evidence(self, c: _Compiled, hits: _Hits, folded: str) -> tuple[str, ...]:
+        counted = hits.affirmed if c.rule.ignore_negated else hits.plain
+        terms = [self._terms[t] for t in (*c.any, *c.all) if t in counted]
+        for x in c.regex:
+            m = self._compiled_regex[x].search(folded)
+            if m is not None:
+                terms.append(m.group(0)[:80])
+        return tuple(dict.fromkeys(terms))
+
+    def classify(self, msg: Message) -> Decision:
+        """Decide where ``msg`` goes. Raises only on a bug; see :func:`classify_safely`."""
+        folded = fold(msg.text)
+        hits = self._scan_terms(padded(msg.text))
+        regex_hits = self._scan_regexes(folded)
+        candidates: set[int] = set(self._always)
+        for t in hits.plain:
+            candidates.update(self._by_term.get(t, ()))
+        for x in regex_hits:
+            candidates.update(self._by_regex.get(x, ()))
+
+        matches: list[RuleMatch] = []
+        for pos in sorted(candidates):
+            c = self._rules[pos]
+            if not self._holds(c, msg, hits, regex_hits):
+                continue
+            r = c.rule
+            matches.append(RuleMatch(r.id, r.route, r.severity, r.queue, self._evidence(c, hits, folded)))
+            if not r.continue_:
+                break
+        if not matches:  # only possible when the default is disabled, which validation refuses
+            raise RuntimeError("no rule matched and the rule set has no default")
+        best = max(matches, key=lambda m: ROUTE_RANK[m.route])  # max keeps the first of equals
+        return Decision(
+            route=best.route, severity=best.severity, queue=best.queue, rule_id=best.rule_id,
+            ruleset_version=self.version, why=_why(best, matches, self._unconditional(best.rule_id)), terms=best.terms, matches=tuple(matches),
+        )
+
+    def _unconditional(self, rule_id: str) -> bool:
+        rule = self.ruleset.rule(rule_id)
+        return rule is not None and rule.when.is_empty
+
+    @property
+    def rule_count(self) -> int:
+        return len(self._rules)
+
+
+def _negated(text: str, start: int) -> bool:
+    """True if one of the NEGATION_WINDOW words before ``start`` negates the term there.
+
+    ``text`` is the padded word form and ``start`` the index of the space that opens the term.
+    """
+    end = start
+    for _ in range(NEGATION_WINDOW):
+        if end <= 0:
+            return False
+        begin = text.rfind(" ", 0, end) + 1
+        if text[begin:end] in NEGATORS:
+            return True
+        end = begin - 1
+    return False
+
+
+def _why(best: RuleMatch, matches: Iterable[RuleMatch], unconditional: bool) -> str:
+    if best.terms:
+        why = f"rule {best.rule_id} matched " + ", ".join(f'"{t}"' for t in best.terms)
+    elif unconditional:
+        why = f"no other rule matched, so the default rule {best.rule_id} applies"
+    else:
+        why = f"rule {best.rule_id} matched its channel, group or platform filter"
+    others = [m.rule_id for m in matches if m.rule_id != best.rule_id]
+    if others:
+        why += f"; also matched {', '.join(others)}"
+    return why
+
+
+def compile_ruleset(ruleset: RuleSet) -> Classifier:
+    """Compile a validated rule set. Raises ``ValueError`` for a term or regex that cannot be used."""
+    return Classifier(ruleset)
+
+
+def fail_closed_queue(ruleset: RuleSet) -> str:
+    """The queue failed classifications go to: the first in-house queue (there always is one)."""
+    return next((q.name for q in ruleset.queues if q.route == "internal"), "triage")
+
+
+def classify_safely(classifier: Classifier, msg: Message) -> Decision:
+    """Classify, and if anything goes wrong send the message to in-house triage, never to the MSP."""
+    try:
+        return classifier.classify(msg)
+    except Exception as exc:  # noqa: BLE001 - fail closed on any bug, by design
+        return Decision(
+            route="internal", severity="high", queue=fail_closed_queue(classifier.ruleset),
+            rule_id=FAIL_CLOSED_RULE, ruleset_version=classifier.version,
+            why=f"classification failed ({type(exc).__name__}); sent to in-house triage", fail_closed=True,
+        )
+
+
+__all__ = ["Classifier", "FAIL_CLOSED_RULE", "classify_safely", "compile_ruleset", "fail_closed_queue"]

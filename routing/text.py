@@ -1,0 +1,72 @@
+"""Text normalisation shared by rules and messages, so both are compared in the same form.
+
+Terms and messages are case-folded, stripped of accents and split into words on every character that
+is not a letter or a digit. A normalised text is stored space-padded (`` a b c ``) so that a term
+matches on word boundaries by plain substring search — which is what lets one Aho-Corasick automaton
+match every term of every rule in a single pass.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+
+#: Words that negate what follows them ("not down", "no ransomware", "isn't working").
+NEGATORS: frozenset[str] = frozenset(
+    {
+        "no", "not", "never", "without", "nor", "none", "nothing", "neither",
+        "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "wont", "hasnt", "havent",
+        "hadnt", "shouldnt", "wouldnt", "couldnt", "nicht", "kein", "keine", "keinen", "nie",
+    }
+)
+#: How many words before a term a negator may stand.
+NEGATION_WINDOW = 3
+
+_GERMAN = str.maketrans({"ß": "ss", "æ": "ae", "ø": "o", "œ": "oe", "đ": "d", "ł": "l"})
+
+
+def fold(text: str) -> str:
+    """Case-fold and strip accents, keeping punctuation: the form regexes are searched in."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_GERMAN))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def words(text: str) -> list[str]:
+    """Split folded text into words; apostrophes join ("isn't" -> "isnt")."""
+    out: list[str] = []
+    current: list[str] = []
+    for ch in fold(text):
+        if ch.isalnum():
+            current.append(ch)
+        elif ch in "'’" and current:
+            continue  # isn't -> isnt, don't -> dont
+        elif current:
+            out.append("".join(current))
+            current = []
+    if current:
+        out.append("".join(current))
+    return out
+
+
+def padded(text: str) -> str:
+    """The space-padded word form of ``text``: ``" outlook keeps crashing "``."""
+    return " " + " ".join(words(text)) + " "
+
+
+@lru_cache(maxsize=65536)
+def term_key(term: str) -> str:
+    """The search key of a rule term.
+
+    A plain term becomes `` w1 w2 `` (padded both sides: whole words only). A term ending in ``*``
+    becomes `` w1 w2`` (open on the right: its last word is a prefix).
+
+    Raises:
+        ValueError: if the term has no letters or digits.
+    """
+    raw = term.strip()
+    prefix = raw.endswith("*")
+    ws = words(raw.rstrip("*"))
+    if not ws:
+        raise ValueError(f"term {term!r} has no letters or digits")
+    key = " " + " ".join(ws)
+    return key if prefix else key + " "
