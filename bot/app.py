@@ -1,0 +1,258 @@
+"""The composition root: an aiohttp application wired from :class:`Settings`.
+
+Resources are opened in ``cleanup_ctx`` (database, HTTP client, services) and shared under
+``web.AppKey`` constants, so a test builds a real app on port 0 and a replica is just another
+process with the same settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.connectors import LocalSink, MspWebhookConnector, PagerDutyConnector, SlackWebConnector
+from bot.metrics import Metrics
+from bot.slack import SlackEdge
+from handlers.delivery import OutboxWorker, RetryPolicy
+from handlers.intake import Intake, IntakeOptions
+from handlers.ports import Connector, DeliveryResult
+from handlers.rules_state import ActiveRules
+from storage import db, service
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Callable)  # type: ignore[arg-type]
+METRICS = web.AppKey("metrics", Metrics)
+SLACK = web.AppKey("slack", SlackEdge)
+READY = web.AppKey("ready", dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ChannelPoster:
+    """Posts a row's ``text`` to a fixed Slack channel (admin alerts, in-house notifications)."""
+
+    def __init__(self, *, inner: SlackWebConnector, channel: str, kind: str) -> None:
+        self._inner = inner
+        self._channel = channel
+        self.kind = kind
+
+    async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+        body = {"channel": payload.get("channel") or self._channel, "text": str(payload.get("text", ""))}
+        return await self._inner.deliver(payload=body, idempotency_key=idempotency_key)
+
+
+def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[str, Connector]:
+    """One connector per outbox kind; a local sink wherever nothing is configured."""
+    connectors: dict[str, Connector] = {}
+    if settings.msp.url:
+        connectors["msp"] = MspWebhookConnector(
+            session=http, url=settings.msp.url, secret=settings.msp.secret, timeout=settings.msp.timeout_seconds
+        )
+    else:
+        connectors["msp"] = LocalSink("msp")
+    pd = settings.pagerduty
+    if pd.routing_key is not None:
+        connectors["pagerduty"] = PagerDutyConnector(
+            session=http, routing_key=pd.routing_key, url=pd.events_url, timeout=pd.timeout_seconds
+        )
+    else:
+        connectors["pagerduty"] = LocalSink("pagerduty")
+    slack = settings.slack
+    if slack.bot_token is not None:
+        web_api = SlackWebConnector(session=http, token=slack.bot_token, base_url=slack.api_url)
+        connectors["slack.post"] = web_api
+        if settings.internal.slack_channel:
+            connectors["internal"] = ChannelPoster(inner=web_api, channel=settings.internal.slack_channel, kind="internal")
+        if settings.admins.alert_slack_channel:
+            connectors["admin.alert"] = ChannelPoster(
+                inner=web_api, channel=settings.admins.alert_slack_channel, kind="admin.alert"
+            )
+    for kind in ("slack.post", "internal", "admin.alert"):
+        connectors.setdefault(kind, LocalSink(kind))
+    return connectors
+
+
+@dataclass
+class Core:
+    """What every entry point (HTTP server, terminal chat) runs on."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    rules: ActiveRules
+    http: aiohttp.ClientSession
+    worker: OutboxWorker
+    intake: Intake
+
+
+CORE = web.AppKey("core", Core)
+
+
+@contextlib.asynccontextmanager
+async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None = None) -> AsyncIterator[Core]:
+    """Migrate and open the database, load the rules, build the worker and the intake."""
+    url = settings.database_url
+    await db.upgrade(url)
+    engine = db.make_engine(url, pool_size=settings.database.pool_size)
+    try:
+        sessionmaker = db.make_sessionmaker(engine)
+        rules = ActiveRules(sessionmaker=sessionmaker, clock=clock)
+        await rules.sync_from_file(settings.routing)
+        async with aiohttp.ClientSession() as http:
+            d = settings.delivery
+            worker = OutboxWorker(
+                sessionmaker=sessionmaker,
+                connectors=build_connectors(settings, http),
+                clock=clock,
+                policy=RetryPolicy(base=d.backoff_base_seconds, cap=d.backoff_cap_seconds, max_attempts=d.max_attempts),
+                worker_id=f"{socket.gethostname()}:{os.getpid()}",
+                batch=d.batch,
+                lease_seconds=d.lease_seconds,
+                poll_interval=d.poll_interval_seconds,
+                metrics=metrics,
+            )
+            intake = Intake(
+                sessionmaker=sessionmaker, rules=rules, clock=clock, on_commit=worker.wake,
+                options=IntakeOptions(
+                    max_message_chars=settings.server.max_message_chars,
+                    internal_channel=settings.internal.slack_channel,
+                    pager_source=settings.pagerduty.source,
+                ),
+            )
+            yield Core(settings, engine, sessionmaker, rules, http, worker, intake)
+    finally:
+        await engine.dispose()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[SETTINGS], app[METRICS]
+    async with open_core(settings, clock=app[CLOCK], metrics=metrics) as core:
+        app[CORE] = core
+        slack = settings.slack
+        socket_mode: Any = None
+        if slack.signing_secret is not None and slack.bot_token is not None:
+            edge = SlackEdge(
+                signing_secret=slack.signing_secret.get_secret_value(), bot_token=slack.bot_token.get_secret_value(),
+                api_url=slack.api_url, intake=core.intake, metrics=metrics,
+                max_age_seconds=slack.request_max_age_seconds,
+            )
+            app[SLACK] = edge
+            if slack.app_token is not None:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                socket_mode = AsyncSocketModeHandler(edge.app, slack.app_token.get_secret_value())
+                await socket_mode.connect_async()
+                log.info("Slack Socket Mode connected")
+        else:
+            log.info("Slack not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN); /slack/events answers 404")
+
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(core.worker.run(stop), name="outbox-worker"),
+            asyncio.create_task(core.rules.watch(stop), name="rules-watch"),
+        ]
+        app[READY]["worker"] = tasks[0]
+        try:
+            yield
+        finally:
+            stop.set()
+            if socket_mode is not None:
+                await socket_mode.close_async()
+            for task in tasks:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=5)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Turn a database outage into 503 (callers retry); anything else unexpected is logged."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (OperationalError, DBAPIError, OSError, asyncio.TimeoutError) as exc:
+        log.error("%s %s: unavailable (%s)", request.method, request.path, type(exc).__name__)
+        return web.json_response({"ok": False, "error": "temporarily unavailable"}, status=503,
+                                 headers={"Retry-After": "1"})
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    edge = request.app.get(SLACK)
+    if edge is None:
+        return web.json_response(
+            {"ok": False, "error": "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"},
+            status=404,
+        )
+    with request.app[METRICS].intake_latency.labels(platform="slack").time():
+        return await edge.handle(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        async with _core(request.app).sessionmaker() as session:
+            stats = await service.outbox_stats(session=session, now=request.app[CLOCK]())
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        stats = {}
+        checks["database"] = f"unavailable ({type(exc).__name__})"
+    task = request.app[READY].get("worker")
+    checks["worker"] = "ok" if task is not None and not task.done() else "stopped"
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response({"ok": ok, "checks": checks, "outbox": stats}, status=200 if ok else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    try:
+        async with _core(request.app).sessionmaker() as session:
+            stats = await service.outbox_stats(session=session, now=request.app[CLOCK]())
+        metrics.outbox_pending.set(stats.get("pending", 0))
+        metrics.outbox_dead.set(stats.get("dead", 0))
+        metrics.outbox_oldest.set(stats.get("oldest_pending_age_seconds") or 0)
+    except Exception:  # noqa: BLE001 - metrics still served without the DB figures
+        log.warning("metrics: outbox stats unavailable")
+    return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type": "text/plain; version=0.0.4"})
+
+
+def _core(app: web.Application) -> Core:
+    return app[CORE]
+
+
+def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
+    """Build the application; nothing is opened until it starts."""
+    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[_errors])
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[METRICS] = Metrics()
+    app[READY] = {}
+    app.cleanup_ctx.append(_services)
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app

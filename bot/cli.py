@@ -1,0 +1,214 @@
+"""The ``handoff`` command: serve, chat, classify, outbox, db.
+
+Every subcommand loads the same settings (``app.yaml`` + environment) and, where it needs them, the
+same core (database, rules, intake, outbox worker) as the server, so what a newcomer sees in the
+terminal is exactly what Slack users get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from bot.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("handoff")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="handoff", description="Route IT requests from Slack and Teams.")
+    parser.add_argument("--config", help="path of app.yaml (default: $HANDOFF_CONFIG or the bundled app.yaml)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the HTTP server (Slack events, health, metrics) and the outbox worker")
+    sub.add_parser("chat", help="talk to the bot in the terminal as an employee")
+
+    p = sub.add_parser("classify", help="show where a message would go and why")
+    p.add_argument("text", nargs="?", help="the message; omit with --jsonl")
+    p.add_argument("--jsonl", action="store_true", help='read {"id", "text"} JSON lines on stdin, write one decision per line')
+    p.add_argument("--platform", default="console")
+    p.add_argument("--channel", default="")
+    p.add_argument("--rules-file", action="store_true",
+                   help="use the rules in app.yaml as they are (version 0) instead of the active stored version")
+
+    p = sub.add_parser("outbox", help="list outbound deliveries (what went, or would go, to the MSP and the pager)")
+    p.add_argument("--status", choices=["pending", "delivered", "dead"])
+    p.add_argument("--kind")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("db", help="database maintenance")
+    p.add_argument("action", choices=["upgrade"])
+
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level if args.command == "serve" else "WARNING")
+    try:
+        settings = load_settings(path=args.config)
+    except ConfigError as exc:
+        print(f"handoff: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "classify":
+            return asyncio.run(_classify(settings, args, sys.stdin, sys.stdout))
+        if args.command == "chat":
+            return asyncio.run(_chat(settings, sys.stdin, sys.stdout))
+        if args.command == "outbox":
+            return asyncio.run(_outbox(settings, args, sys.stdout))
+        if args.command == "db":
+            from storage import db
+
+            db.upgrade_sync(settings.database_url)
+            print(f"database at head: {_safe_url(settings.database_url)}")
+            return 0
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    host, port = settings.server.host, settings.server.port
+    log.info("handoff on http://%s:%d (database %s)", host, port, _safe_url(settings.database_url))
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+async def _classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    from routing.engine import classify_safely, compile_ruleset
+    from routing.model import Message
+
+    if args.rules_file:
+        classifier = compile_ruleset(settings.ruleset())
+    else:
+        from bot.app import open_core, utcnow
+
+        async with open_core(settings, clock=utcnow) as core:
+            classifier = core.rules.classifier
+
+    def decide(text: str) -> Any:
+        return classify_safely(classifier, Message(text=text, platform=args.platform, channel_id=args.channel))
+
+    if args.jsonl:
+        status = 0
+        for lineno, line in enumerate(stdin, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                    raise ValueError('expected an object with a string "text"')
+            except ValueError as exc:
+                stdout.write(json.dumps({"line": lineno, "error": str(exc)}) + "\n")
+                status = 1
+                continue
+            d = decide(item["text"])
+            stdout.write(json.dumps({"id": item.get("id"), **d.as_dict()}, ensure_ascii=False) + "\n")
+        return status
+    if not args.text:
+        print('handoff classify: give the message text, e.g. handoff classify "outlook keeps crashing"', file=sys.stderr)
+        return 2
+    d = decide(args.text)
+    pages = "yes" if d.pages else "no"
+    stdout.write(
+        f"route:    {d.route}\nqueue:    {d.queue}\nseverity: {d.severity}\npages:    {pages}\n"
+        f"rule:     {d.rule_id} (rules v{d.ruleset_version})\nwhy:      {d.why}\n"
+    )
+    return 0
+
+
+async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
+    from bot.app import open_core, utcnow
+    from handlers.intake import Inbound
+    from storage import service
+
+    interactive = stdin.isatty()
+    async with open_core(settings, clock=utcnow) as core:
+        stdout.write(
+            f"handoff chat: you are an employee writing to the IT bot (rules v{core.rules.version}).\n"
+            "Type a request, e.g. 'outlook keeps crashing' or 'ransomware note on my screen'. Ctrl-D ends.\n"
+        )
+        while True:
+            if interactive:
+                stdout.write("you> ")
+                stdout.flush()
+            line = await asyncio.to_thread(stdin.readline)
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            result = await core.intake.handle(
+                Inbound(platform="console", event_id=uuid.uuid4().hex, text=text, user_id="console-user",
+                        user_name="you", channel_id="terminal", channel_type="im")
+            )
+            assert result.reply is not None
+            stdout.write("bot> " + result.reply.text.replace(":warning:", "WARNING:").replace("\n", "\n     ") + "\n")
+            while await core.worker.run_once():
+                pass
+            async with core.sessionmaker() as session:
+                ticket = await service.get_ticket(session=session, key_or_id=result.ticket or "")
+                rows = await service.list_outbox(session=session, limit=20)
+            for row in reversed([r for r in rows if ticket is not None and r.ticket_id == ticket.id]):
+                stdout.write(f"     -> {row.kind}: {row.status}" + (f" ({row.last_error})" if row.last_error else "") + "\n")
+            stdout.flush()
+    return 0
+
+
+async def _outbox(settings: Settings, args: argparse.Namespace, stdout: TextIO) -> int:
+    from storage import db, service
+
+    await db.upgrade(settings.database_url)
+    engine = db.make_engine(settings.database_url)
+    try:
+        async with db.make_sessionmaker(engine)() as session:
+            rows = await service.list_outbox(session=session, limit=args.limit, status=args.status, kind=args.kind)
+    finally:
+        await engine.dispose()
+    if args.json:
+        for r in rows:
+            stdout.write(json.dumps({
+                "id": r.id, "kind": r.kind, "status": r.status, "attempts": r.attempts,
+                "ticket_id": r.ticket_id, "idempotency_key": r.idempotency_key, "created_at": r.created_at.isoformat(),
+                "last_error": r.last_error, "remote_id": r.remote_id, "payload": r.payload,
+            }, ensure_ascii=False, default=str) + "\n")
+        return 0
+    if not rows:
+        stdout.write("outbox is empty\n")
+        return 0
+    for r in rows:
+        ticket = r.payload.get("id") or r.payload.get("ticket") or r.payload.get("custom_details", {}).get("ticket", "")
+        summary = str(r.payload.get("text") or r.payload.get("summary") or "").replace("\n", " ")[:60]
+        note = r.last_error or ""
+        stdout.write(f"#{r.id:<5} {r.kind:<11} {r.status:<9} {ticket:<8} tries={r.attempts} {summary!r} {note}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

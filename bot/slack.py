@@ -1,0 +1,226 @@
+"""The Slack edge: verify, parse and normalise; slack-bolt dispatches; handlers decide.
+
+``POST /slack/events`` serves the Events API, slash commands and interactivity. Before bolt sees a
+request this module checks, in order: size (413), signature and timestamp (401), and shape (400), so
+bad input never reaches a listener and never produces a 500. Bolt runs with
+``process_before_response=True``: a request is acknowledged only after its ticket and outbox rows are
+committed, so nothing Slack was told we accepted can be lost. If that commit fails the answer is 503
+and Slack retries; the retry is deduplicated by event id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.metrics import Metrics
+from handlers.intake import Inbound, Intake
+from handlers.replies import Reply, slack_blocks
+
+log = logging.getLogger(__name__)
+
+MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+HELP = (
+    "*handoff* routes IT requests. Just write to me in a DM or @mention me with what is wrong, "
+    "e.g. `outlook keeps crashing`; I answer with a ticket id, where it went and why.\n"
+    "• `/handoff <your request>`: open a ticket from any channel (only you see the answer)\n"
+    "• `/handoff help`: this message\n"
+    "Critical issues (security incidents, outages) page the on-call engineer; everything else goes "
+    "to the right queue without waking anyone."
+)
+
+
+class BadRequest(Exception):
+    """A request that is not a well-formed Slack request; answered 400."""
+
+
+class SlackEdge:
+    """Owns the bolt app and the checks in front of it."""
+
+    def __init__(
+        self,
+        *,
+        signing_secret: str,
+        bot_token: str,
+        api_url: str,
+        intake: Intake,
+        metrics: Metrics,
+        max_age_seconds: int = 300,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.intake = intake
+        self.metrics = metrics
+        self._max_age = max_age_seconds
+        self._verifier = SignatureVerifier(signing_secret)
+        if clock is not None:
+            self._verifier.clock.now = clock  # type: ignore[method-assign]
+        self.client = AsyncWebClient(token=bot_token, base_url=api_url)
+        self.app = AsyncApp(
+            name="handoff",
+            signing_secret=signing_secret,
+            client=self.client,
+            process_before_response=True,
+            request_verification_enabled=False,  # done in handle(), before parsing
+            logger=logging.getLogger("handoff.slack_bolt"),
+        )
+        self._register()
+
+    # -- HTTP edge ------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """aiohttp handler for ``POST /slack/events``."""
+        try:
+            body = (await request.read()).decode("utf-8")
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(request, 413, "body too large")
+        except UnicodeDecodeError:
+            return self._reject(request, 400, "body is not UTF-8")
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not timestamp or not signature:
+            return self._reject(request, 401, "missing Slack signature headers")
+        if not self._fresh(timestamp):
+            return self._reject(request, 401, "stale or invalid timestamp")
+        if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            return self._reject(request, 401, "invalid signature")
+        try:
+            _check_shape(body, request.content_type)
+        except BadRequest as exc:
+            return self._reject(request, 400, str(exc))
+        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+        response = await self.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(response)
+
+    def _fresh(self, timestamp: str) -> bool:
+        try:
+            ts = int(timestamp)
+        except ValueError:
+            return False
+        return abs(self._verifier.clock.now() - ts) <= self._max_age
+
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        self.metrics.rejected.labels(platform="slack", status=str(status)).inc()
+        log.warning("slack request refused: %d %s (from %s)", status, reason, request.remote)
+        return web.json_response({"ok": False, "error": reason}, status=status)
+
+    # -- listeners ------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.event("message")(self._on_message)
+        app.event("app_mention")(self._on_mention)
+        app.event(re.compile(".*"))(self._ignore)  # unknown event types: acknowledged, ignored
+        app.command("/handoff")(self._on_command)
+        app.action(re.compile(".*"))(self._on_action)
+        app.error(self._on_error)
+
+    async def _ignore(self) -> None:
+        return None
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        # DMs only: channel messages that mention the bot arrive as app_mention too.
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return
+        await self._intake_event(event, body)
+
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("bot_id"):
+            return
+        await self._intake_event(event, body)
+
+    async def _intake_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        text = MENTION.sub("", str(event.get("text") or "")).strip()
+        if not text or not event.get("user") or not event.get("channel"):
+            return
+        thread = str(event.get("thread_ts") or event.get("ts") or "")
+        result = await self.intake.handle(
+            Inbound(
+                platform="slack", event_id=str(body["event_id"]), text=text, user_id=str(event["user"]),
+                channel_id=str(event["channel"]), channel_type=str(event.get("channel_type") or "channel"),
+                thread_ref=thread or None, reply_kind="slack.post",
+                reply_target={"channel": event["channel"], **({"thread_ts": thread} if thread else {})},
+            )
+        )
+        self.metrics.observe_intake("slack", result)
+
+    async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
+        text = str(command.get("text") or "").strip()
+        if not text or text.lower() in {"help", "-h", "--help", "?"}:
+            await ack(response_type="ephemeral", text=HELP)
+            return
+        result = await self.intake.handle(
+            Inbound(
+                platform="slack", event_id=f"command:{command.get('trigger_id') or command.get('command_ts')}",
+                text=text, user_id=str(command.get("user_id") or ""), user_name=str(command.get("user_name") or ""),
+                channel_id=str(command.get("channel_id") or ""), channel_type="command",
+                reply_target={"response_url": command.get("response_url")},
+            )
+        )
+        self.metrics.observe_intake("slack", result)
+        if result.duplicate or result.reply is None:
+            await ack(response_type="ephemeral", text="Already received; you will get the ticket id shortly.")
+            return
+        await ack(response_type="ephemeral", text=result.reply.text, blocks=slack_blocks(result.reply))
+
+    async def _on_action(self, ack: Any) -> None:
+        await ack()
+
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse:
+        log.error("slack listener failed (%s); answering 503 so Slack retries", type(error).__name__, exc_info=error)
+        self.metrics.rejected.labels(platform="slack", status="503").inc()
+        return BoltResponse(status=503, body=json.dumps({"ok": False, "error": "temporarily unavailable"}),
+                            headers={"content-type": "application/json", "retry-after": "1"})
+
+
+def _check_shape(body: str, content_type: str) -> None:
+    """Refuse what is not shaped like a Slack request, before bolt parses it."""
+    if content_type == "application/json":
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise BadRequest("body is not valid JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise BadRequest("JSON body must be an object with a string `type`")
+        if data["type"] == "event_callback":
+            if not isinstance(data.get("event"), dict) or not isinstance(data["event"].get("type"), str):
+                raise BadRequest("event_callback without an `event` object")
+            if not isinstance(data.get("event_id"), str) or not data["event_id"]:
+                raise BadRequest("event_callback without an `event_id`")
+            text = data["event"].get("text")
+            if text is not None and not isinstance(text, str):
+                raise BadRequest("event.text must be a string")
+        return
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            form = parse_qs(body, keep_blank_values=True, strict_parsing=bool(body), max_num_fields=200)
+        except ValueError:
+            raise BadRequest("body is not valid form data") from None
+        if "payload" in form:
+            try:
+                payload = json.loads(form["payload"][0])
+            except ValueError:
+                raise BadRequest("interactivity payload is not valid JSON") from None
+            if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+                raise BadRequest("interactivity payload must be an object with a string `type`")
+        elif "command" not in form and "ssl_check" not in form:
+            raise BadRequest("form body is neither a slash command nor an interactivity payload")
+        return
+    raise BadRequest(f"unsupported content type {content_type or '(none)'!r}")
+
+
+def reply_for_console(reply: Reply) -> str:
+    """Plain-text form of a reply (Slack mrkdwn emoji codes turned into words)."""
+    return reply.text.replace(":warning:", "WARNING:")

@@ -1,0 +1,261 @@
+"""The whole request path through Slack: a signed request in, the fakes receive the right bodies."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.app import CORE, create_app
+from storage.models import InboundEvent, OutboxRow, Ticket
+from tests.fakes.msp import FakeMsp
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.slack_api import FakeSlackApi
+from tests.helpers import (
+    BOT_TOKEN, SIGNING_SECRET, command_body, event_body, eventually, make_settings, signed_headers,
+)
+
+MSP_SECRET = "msp-shared-secret-for-tests"
+ROUTING_KEY = "R0123456789abcdef0123456789abcd"  # 32 characters like a real integration key
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass
+class World:
+    client: TestClient
+    msp: FakeMsp
+    pd: FakePagerDuty
+    slack: FakeSlackApi
+
+    async def post_event(self, body: str, **headers: str) -> Any:
+        return await self.client.post("/slack/events", data=body, headers=signed_headers(body, content_type=JSON, extra=headers))
+
+    async def count(self, model: Any) -> int:
+        core = self.client.server.app[CORE]
+        async with core.sessionmaker() as session:
+            return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+
+    async def tickets(self) -> list[Ticket]:
+        core = self.client.server.app[CORE]
+        async with core.sessionmaker() as session:
+            return list((await session.execute(select(Ticket).order_by(Ticket.id))).scalars())
+
+
+@pytest.fixture
+async def world(db_url: str) -> AsyncIterator[World]:
+    async with FakeMsp() as msp, FakePagerDuty() as pd, FakeSlackApi(token=BOT_TOKEN) as slack:
+        settings = make_settings(
+            db_url,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack.api_base,
+            HANDOFF_MSP_URL=msp.tickets_url, HANDOFF_MSP_SECRET=MSP_SECRET,
+            PAGERDUTY_ROUTING_KEY=ROUTING_KEY, PAGERDUTY_EVENTS_URL=pd.enqueue_url,
+        )
+        settings.delivery.backoff_base_seconds = 0.01
+        settings.delivery.poll_interval_seconds = 0.05
+        app = create_app(settings)
+        async with TestClient(TestServer(app)) as client:
+            yield World(client, msp, pd, slack)
+
+
+async def test_dm_becomes_msp_ticket_and_threaded_reply(world: World) -> None:
+    resp = await world.post_event(event_body("Outlook keeps crashing when I open attachments", event_id="Ev1"))
+    assert resp.status == 200
+
+    [request] = await world.msp.wait_for_requests(1, timeout=5)
+    body = request.json
+    assert body["route"] == "msp" and body["queue"] == "msp-service-desk"
+    assert body["id"].startswith("IT-") and body["text"].startswith("Outlook keeps crashing")
+    for key in ("severity", "rule", "ruleset_version", "requester", "created_at"):
+        assert key in body
+    assert body["requester"]["user_id"] == "U0EMPLOYEE"
+    assert request.header("Idempotency-Key")
+    assert FakeMsp.verify_signature(request, MSP_SECRET)
+    assert not FakeMsp.verify_signature(request, "another-secret")
+
+    post = (await eventually(lambda: world.slack.posts_to("D0DM")))[0]
+    assert body["id"] in post["text"] and "service desk" in post["text"]
+    assert post["thread_ts"] == "1726133700.887259"
+    assert world.pd.requests == []  # routine support never pages
+
+
+async def test_ransomware_pages_and_never_reaches_msp(world: World) -> None:
+    resp = await world.post_event(event_body("ransomware note on my screen, files renamed .locked", event_id="Ev2"))
+    assert resp.status == 200
+    [request] = await world.pd.wait_for_requests(1, timeout=5)
+    event = request.json
+    assert event["event_action"] == "trigger" and event["routing_key"] == ROUTING_KEY
+    assert event["payload"]["severity"] == "critical"
+    assert "ransomware" in event["payload"]["summary"].lower()
+    assert event["dedup_key"] and event["payload"]["custom_details"]["ticket"].startswith("IT-")
+    post = (await eventually(lambda: world.slack.posts_to("D0DM")))[0]
+    assert "paged" in post["text"]
+    await eventually(lambda: True)
+    assert world.msp.requests == []
+    [ticket] = await world.tickets()
+    assert ticket.route == "page" and ticket.rule_id
+
+
+async def test_slack_retry_of_same_event_makes_one_ticket(world: World) -> None:
+    body = event_body("printer on floor 3 is jammed", event_id="EvRetry")
+    first = await world.post_event(body)
+    again = await world.post_event(body, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    assert first.status == 200 and again.status == 200
+    await world.msp.wait_for_requests(1, timeout=5)
+    assert await world.count(Ticket) == 1
+    assert await world.count(InboundEvent) == 1
+    assert len(world.slack.posts_to("D0DM")) <= 1
+
+
+async def test_secret_is_redacted_everywhere_and_employee_told(world: World) -> None:
+    secret = "Tr0ub4dor&3xyz"
+    await world.post_event(event_body(f"vpn fails, my password is {secret} if you need it", event_id="EvSecret"))
+    [request] = await world.msp.wait_for_requests(1, timeout=5)
+    assert secret not in request.body.decode()
+    assert "[redacted:password]" in request.json["text"]
+    post = (await eventually(lambda: world.slack.posts_to("D0DM")))[0]
+    assert "password" in post["text"] and ("change" in post["text"] or "rotate" in post["text"])
+    assert secret not in json.dumps(post)
+    [ticket] = await world.tickets()
+    assert secret not in ticket.text and ticket.redactions == ["password"]
+
+
+async def test_msp_500_then_429_then_delivered_once(world: World) -> None:
+    world.msp.fail_next(1, status=500)
+    world.msp.fail_next(1, status=429, headers={"Retry-After": "1"})
+    await world.post_event(event_body("need excel installed on my laptop", event_id="EvRetryMsp"))
+    requests = await world.msp.wait_for_requests(3, timeout=10)
+    assert [r.json["id"] for r in requests] == [requests[0].json["id"]] * 3
+    assert len({r.header("Idempotency-Key") for r in requests}) == 1
+    assert requests[2].received_at - requests[1].received_at >= 0.9  # Retry-After honoured
+    assert world.msp.unique_tickets == 1
+    core = world.client.server.app[CORE]
+
+    async def delivered() -> Any:
+        async with core.sessionmaker() as session:
+            row = (await session.execute(select(OutboxRow).where(OutboxRow.kind == "msp"))).scalar_one()
+            return row if row.status == "delivered" else None
+
+    row = None
+    deadline = time.monotonic() + 5
+    while row is None and time.monotonic() < deadline:
+        row = await delivered()
+    assert row is not None and row.attempts >= 2
+
+
+async def test_msp_4xx_is_dead_lettered_and_reported(world: World) -> None:
+    world.msp.fail_next(1, status=422, body={"error": "queue unknown"})
+    await world.post_event(event_body("how do I add a shared mailbox", event_id="EvDead"))
+    await world.msp.wait_for_requests(1, timeout=5)
+    core = world.client.server.app[CORE]
+
+    async def kinds() -> dict[str, str]:
+        async with core.sessionmaker() as session:
+            rows = (await session.execute(select(OutboxRow))).scalars().all()
+            return {r.kind: r.status for r in rows}
+
+    deadline = time.monotonic() + 5
+    seen: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        seen = await kinds()
+        if seen.get("msp") == "dead" and "admin.alert" in seen:
+            break
+    assert seen.get("msp") == "dead" and "admin.alert" in seen
+    assert len(world.msp.requests) == 1  # a 4xx is not retried
+
+
+async def test_slash_command_answers_immediately_with_ticket(world: World) -> None:
+    body = command_body("my laptop will not boot")
+    resp = await world.client.post("/slack/events", data=body, headers=signed_headers(body, content_type=FORM))
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["response_type"] == "ephemeral" and "IT-" in answer["text"]
+    await world.msp.wait_for_requests(1, timeout=5)
+
+    help_body = command_body("help", trigger_id="t2")
+    resp = await world.client.post("/slack/events", data=help_body, headers=signed_headers(help_body, content_type=FORM))
+    assert "handoff" in (await resp.json())["text"]
+    assert await world.count(Ticket) == 1
+
+
+async def test_app_mention_in_channel_replies_in_thread(world: World) -> None:
+    body = event_body("<@UBOT> the wifi in meeting room 2 keeps dropping", event_id="EvMention",
+                      event_type="app_mention", channel="C0GENERAL", channel_type="channel", ts="1700000000.000100")
+    assert (await world.post_event(body)).status == 200
+    post = (await eventually(lambda: world.slack.posts_to("C0GENERAL")))[0]
+    assert post["thread_ts"] == "1700000000.000100"
+    [ticket] = await world.tickets()
+    assert "<@UBOT>" not in ticket.text
+
+
+async def test_channel_message_without_mention_and_bot_messages_are_ignored(world: World) -> None:
+    chatter = event_body("lunch anyone?", event_id="EvChan", channel="C0GENERAL", channel_type="channel")
+    own = event_body("Ticket IT-1 is with ...", event_id="EvBot", bot_id="B111")
+    edit = event_body("edited", event_id="EvEdit", subtype="message_changed")
+    for body in (chatter, own, edit):
+        assert (await world.post_event(body)).status == 200
+    assert await world.count(Ticket) == 0
+
+
+@pytest.mark.parametrize(
+    ("label", "status"),
+    [("unsigned", 401), ("wrong-secret", 401), ("stale", 401), ("bad-json", 400), ("not-object", 400),
+     ("no-event-id", 400), ("oversized", 413), ("wrong-type", 400), ("bad-timestamp", 401)],
+)
+async def test_bad_requests_get_4xx_and_change_nothing(world: World, label: str, status: int) -> None:
+    good = event_body("hello", event_id="EvBad")
+    headers = signed_headers(good, content_type=JSON)
+    body = good
+    if label == "unsigned":
+        headers = {"Content-Type": JSON}
+    elif label == "wrong-secret":
+        headers = signed_headers(good, content_type=JSON, secret="not-the-secret")
+    elif label == "stale":
+        headers = signed_headers(good, content_type=JSON, timestamp=int(time.time()) - 3600)
+    elif label == "bad-timestamp":
+        headers = {**headers, "X-Slack-Request-Timestamp": "yesterday"}
+    elif label == "bad-json":
+        body = '{"type": "event_callback", "event": '
+        headers = signed_headers(body, content_type=JSON)
+    elif label == "not-object":
+        body = "[1, 2, 3]"
+        headers = signed_headers(body, content_type=JSON)
+    elif label == "no-event-id":
+        body = json.dumps({"type": "event_callback", "event": {"type": "message", "text": "x"}})
+        headers = signed_headers(body, content_type=JSON)
+    elif label == "oversized":
+        body = event_body("x" * 300_000, event_id="EvHuge")
+        headers = signed_headers(body, content_type=JSON)
+    elif label == "wrong-type":
+        headers = signed_headers(good, content_type="text/plain")
+    resp = await world.client.post("/slack/events", data=body, headers=headers)
+    assert resp.status == status, await resp.text()
+    assert await world.count(Ticket) == 0
+
+
+async def test_url_verification_and_unknown_events_are_acknowledged(world: World) -> None:
+    body = json.dumps({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+                       "type": "url_verification"})
+    resp = await world.post_event(body)
+    assert resp.status == 200 and "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in await resp.text()
+    unknown = event_body("x", event_id="EvUnknown", event_type="reaction_added")
+    assert (await world.post_event(unknown)).status == 200
+    assert await world.count(Ticket) == 0
+
+
+async def test_health_and_metrics(world: World) -> None:
+    assert (await world.client.get("/healthz")).status == 200
+    ready = await world.client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["checks"]["database"] == "ok"
+    await world.post_event(event_body("teams keeps logging me out", event_id="EvM"))
+    await world.msp.wait_for_requests(1, timeout=5)
+    text = await (await world.client.get("/metrics")).text()
+    assert 'handoff_requests_total{platform="slack",route="msp"} 1.0' in text
+    assert "handoff_deliveries_total" in text and "handoff_outbox_pending" in text
