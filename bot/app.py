@@ -162,9 +162,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 socket_mode = AsyncSocketModeHandler(edge.app, slack.app_token.get_secret_value())
                 await socket_mode.connect_async()
                 log.info("Slack Socket Mode connected")
-        else:
-            log.info("Slack not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN); /slack/events answers 404")
 
+        _banner(settings, core, slack_ready=SLACK in app, socket_mode=socket_mode is not None)
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(core.worker.run(stop), name="outbox-worker"),
@@ -180,6 +179,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             for task in tasks:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
+
+
+def _banner(settings: Settings, core: Core, *, slack_ready: bool, socket_mode: bool) -> None:
+    """Say at start-up what is connected and what is only recorded locally."""
+    def where(configured: bool, env: str) -> str:
+        return "connected" if configured else f"recorded locally (set {env})"
+
+    log.info("Slack: %s", ("Socket Mode" if socket_mode else "POST /slack/events") if slack_ready
+             else "not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN); try `handoff chat`")
+    log.info("MSP: %s; PagerDuty: %s", where(bool(settings.msp.url), "HANDOFF_MSP_URL"),
+             where(settings.pagerduty.routing_key is not None, "PAGERDUTY_ROUTING_KEY"))
 
 
 @web.middleware

@@ -27,6 +27,7 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +177,8 @@ async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
                 ticket = await service.get_ticket(session=session, key_or_id=result.ticket or "")
                 rows = await service.list_outbox(session=session, limit=20)
             for row in reversed([r for r in rows if ticket is not None and r.ticket_id == ticket.id]):
-                stdout.write(f"     -> {row.kind}: {row.status}" + (f" ({row.last_error})" if row.last_error else "") + "\n")
+                note = row.last_error if row.status != "delivered" else row.detail
+                stdout.write(f"     -> {row.kind}: {row.status}" + (f" - {note}" if note else "") + "\n")
             stdout.flush()
     return 0
 
@@ -196,7 +198,7 @@ async def _outbox(settings: Settings, args: argparse.Namespace, stdout: TextIO) 
             stdout.write(json.dumps({
                 "id": r.id, "kind": r.kind, "status": r.status, "attempts": r.attempts,
                 "ticket_id": r.ticket_id, "idempotency_key": r.idempotency_key, "created_at": r.created_at.isoformat(),
-                "last_error": r.last_error, "remote_id": r.remote_id, "payload": r.payload,
+                "detail": r.detail, "last_error": r.last_error, "remote_id": r.remote_id, "payload": r.payload,
             }, ensure_ascii=False, default=str) + "\n")
         return 0
     if not rows:
@@ -205,7 +207,7 @@ async def _outbox(settings: Settings, args: argparse.Namespace, stdout: TextIO) 
     for r in rows:
         ticket = r.payload.get("id") or r.payload.get("ticket") or r.payload.get("custom_details", {}).get("ticket", "")
         summary = str(r.payload.get("text") or r.payload.get("summary") or "").replace("\n", " ")[:60]
-        note = r.last_error or ""
+        note = (r.detail if r.status == "delivered" else r.last_error) or ""
         stdout.write(f"#{r.id:<5} {r.kind:<11} {r.status:<9} {ticket:<8} tries={r.attempts} {summary!r} {note}\n")
     return 0
 
