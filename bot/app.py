@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -78,7 +79,14 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
         connectors["pagerduty"] = LocalSink("pagerduty")
     slack = settings.slack
     if slack.bot_token is not None:
-        web_api = SlackWebConnector(session=http, token=slack.bot_token, base_url=slack.api_url)
+        # response_url replies may only go to Slack (or to the Slack stand-in SLACK_API_URL names).
+        prefixes = ["https://hooks.slack.com/"]
+        if not slack.api_url.startswith("https://slack.com/"):
+            parts = urlsplit(slack.api_url)
+            prefixes.append(f"{parts.scheme}://{parts.netloc}/")
+        web_api = SlackWebConnector(
+            session=http, token=slack.bot_token, base_url=slack.api_url, response_url_prefixes=prefixes
+        )
         connectors["slack.post"] = web_api
         if settings.internal.slack_channel:
             connectors["internal"] = ChannelPoster(inner=web_api, channel=settings.internal.slack_channel, kind="internal")

@@ -22,7 +22,7 @@ from tests.helpers import (
 )
 
 MSP_SECRET = "msp-shared-secret-for-tests"
-ROUTING_KEY = "R0123456789abcdef0123456789abcd"  # 32 characters like a real integration key
+ROUTING_KEY = "R0123456789abcdef0123456789abcde"  # 32 characters like a real integration key
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -97,7 +97,8 @@ async def test_ransomware_pages_and_never_reaches_msp(world: World) -> None:
     assert event["dedup_key"] and event["payload"]["custom_details"]["ticket"].startswith("IT-")
     post = (await eventually(lambda: world.slack.posts_to("D0DM")))[0]
     assert "paged" in post["text"]
-    await eventually(lambda: True)
+    incident = await eventually(lambda: world.pd.incident(event["dedup_key"]))
+    assert incident is not None  # the fake accepted it (it validates the body like PagerDuty)
     assert world.msp.requests == []
     [ticket] = await world.tickets()
     assert ticket.route == "page" and ticket.rule_id

@@ -1,0 +1,94 @@
+"""The ``handoff`` command as a newcomer and a script use it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.helpers import APP_YAML, REPO
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HANDOFF_CONFIG", str(APP_YAML))
+    monkeypatch.setenv("HANDOFF_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    for var in ("HANDOFF_MSP_URL", "PAGERDUTY_ROUTING_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_classify_text(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "ransomware note on my screen, files renamed .locked"]) == 0
+    out = capsys.readouterr().out
+    assert "route:    page" in out and "pages:    yes" in out and "why:" in out and "rules v1" in out
+
+
+def test_classify_jsonl_is_a_stable_interface(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [
+        json.dumps({"id": 1, "text": "printer jammed again"}),
+        "",
+        json.dumps({"id": "b", "text": "the whole office has no internet"}),
+        "not json",
+        json.dumps({"id": 3}),
+    ]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["classify", "--jsonl"]) == 1  # bad lines are reported, good ones still answered
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4
+    first, second, bad, missing = rows
+    for row in (first, second):
+        assert {"id", "route", "severity", "queue", "rule", "ruleset_version"} <= set(row)
+    assert first["id"] == 1 and first["route"] == "msp"
+    assert second["id"] == "b" and second["route"] == "page"
+    assert bad["line"] == 4 and "error" in bad and missing["line"] == 5
+
+
+def test_classify_rules_file_needs_no_database(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "--rules-file", "need excel installed"]) == 0
+    assert "rules v0" in capsys.readouterr().out
+    assert not (env / "cli.db").exists()
+
+
+def test_chat_then_outbox(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(
+        "outlook keeps crashing\nransomware note on my screen, files renamed .locked\nmy password is Hunter2!x ok\n"
+    ))
+    assert main(["chat"]) == 0
+    out = capsys.readouterr().out
+    assert "IT-1001" in out and "IT-1002" in out and "IT-1003" in out
+    assert "-> msp: delivered" in out and "-> pagerduty: delivered" in out
+    assert "WARNING: I removed a password" in out and "Hunter2!x" not in out
+
+    assert main(["outbox", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = sorted(r["kind"] for r in rows)
+    assert kinds == ["internal", "msp", "msp", "pagerduty"]
+    assert all(r["status"] == "delivered" for r in rows)
+    assert not any("Hunter2!x" in json.dumps(r) for r in rows)
+    assert main(["outbox", "--kind", "pagerduty"]) == 0
+    assert "pagerduty" in capsys.readouterr().out
+
+
+def test_config_error_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "app.yaml"
+    bad.write_text("server: {port: -1}\nrouting: {}\n")
+    monkeypatch.setenv("HANDOFF_CONFIG", str(bad))
+    assert main(["classify", "x"]) == 2
+    assert "configuration error" in capsys.readouterr().err
+
+
+def test_db_upgrade_and_console_script(env: Path) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "handoff"), "db", "upgrade"], capture_output=True, text=True, cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "database at head" in result.stdout and (env / "cli.db").exists()

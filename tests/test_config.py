@@ -1,0 +1,98 @@
+"""Configuration: app.yaml + environment, errors by key path, secrets only from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.config import ConfigError, extra_admins, load_settings
+from tests.helpers import APP_YAML
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def shipped() -> dict:
+    return yaml.safe_load(APP_YAML.read_text())
+
+
+def test_shipped_config_loads_with_defaults() -> None:
+    s = load_settings(env={}, path=APP_YAML)
+    assert (s.server.host, s.server.port) == ("127.0.0.1", 3978)
+    assert s.database_url == f"sqlite:///{APP_YAML.parent / 'handoff.db'}"
+    assert s.slack.api_url == "https://slack.com/api/"
+    assert s.pagerduty.events_url == "https://events.pagerduty.com/v2/enqueue"
+    assert s.msp.url is None and s.slack.bot_token is None
+    rs = s.ruleset()
+    assert rs.rules[-1].when.is_empty and any(r.route == "page" for r in rs.rules)
+
+
+def test_environment_overrides_and_secrets_stay_secret() -> None:
+    env = {
+        "HANDOFF_HOST": "0.0.0.0", "HANDOFF_PORT": "8080", "HANDOFF_DATABASE_URL": "postgresql://u@db/h",
+        "SLACK_SIGNING_SECRET": "sig-secret-value", "SLACK_BOT_TOKEN": "xoxb-secret-value",
+        "SLACK_APP_TOKEN": "xapp-secret-value", "SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "HANDOFF_MSP_URL": "http://127.0.0.1:9/msp", "HANDOFF_MSP_SECRET": "msp-secret-value",
+        "PAGERDUTY_ROUTING_KEY": "pd-secret-value", "PAGERDUTY_EVENTS_URL": "http://127.0.0.1:9/v2/enqueue",
+    }
+    s = load_settings(env=env, path=APP_YAML)
+    assert (s.server.host, s.server.port, s.database_url) == ("0.0.0.0", 8080, "postgresql://u@db/h")
+    assert s.slack.api_url == "http://127.0.0.1:9/api/" and s.msp.url == "http://127.0.0.1:9/msp"
+    assert s.pagerduty.events_url == "http://127.0.0.1:9/v2/enqueue"
+    assert s.slack.bot_token is not None and s.slack.bot_token.get_secret_value() == "xoxb-secret-value"
+    dumped = repr(s) + str(s.model_dump())
+    for value in ("sig-secret-value", "xoxb-secret-value", "xapp-secret-value", "msp-secret-value", "pd-secret-value"):
+        assert value not in dumped
+
+
+def test_handoff_config_names_the_file(tmp_path: Path) -> None:
+    data = shipped()
+    data["server"]["port"] = 4000
+    path = write(tmp_path, data)
+    assert load_settings(env={"HANDOFF_CONFIG": str(path)}).server.port == 4000
+    assert load_settings(env={"HANDOFF_CONFIG": str(path)}).database_url == f"sqlite:///{tmp_path / 'handoff.db'}"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["delivery"].update(max_attempts=0), "delivery.max_attempts: Input should be greater than or equal to 1"),
+        (lambda d: d["server"].update(port="http"), "server.port"),
+        (lambda d: d.update(bogus={}), "bogus: Extra inputs are not permitted"),
+        (lambda d: d["msp"].update(secret="s3cret"), "msp.secret: secrets are never written in app.yaml; set the environment variable HANDOFF_MSP_SECRET"),
+        (lambda d: d["slack"].update(bot_token="xoxb-1"), "SLACK_BOT_TOKEN"),
+        (lambda d: d["routing"]["rules"][0].update(route="pager"), "routing.rules[0].route: 'pager' is not a route"),
+        (lambda d: d.pop("routing"), "routing: missing"),
+    ],
+)
+def test_errors_name_the_key_path(tmp_path: Path, mutate: object, message: str) -> None:
+    data = shipped()
+    mutate(data)  # type: ignore[operator]
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, path=write(tmp_path, data))
+    assert message in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_bad_environment_value_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server.port \(from HANDOFF_PORT\)"):
+        load_settings(env={"HANDOFF_PORT": "eighty"}, path=APP_YAML)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(env={}, path=tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(env={}, path=write(tmp_path, "server: [unclosed"))
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_settings(env={}, path=write(tmp_path, "- a list"))
+
+
+def test_extra_admins() -> None:
+    assert extra_admins({"HANDOFF_ADMINS": " U1, ,U2 "}) == ["U1", "U2"]
+    assert extra_admins({}) == []

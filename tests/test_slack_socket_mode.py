@@ -1,0 +1,55 @@
+"""Socket Mode: with SLACK_APP_TOKEN set the bot needs no public URL and behaves the same."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.app import CORE, create_app
+from storage.models import Ticket
+from tests.fakes.msp import FakeMsp
+from tests.fakes.slack_socket import FakeSlackSocketMode
+from tests.helpers import BOT_TOKEN, SIGNING_SECRET, command_body, event_body, eventually, make_settings
+
+APP_TOKEN = "xapp-1-A111-1111-fake"
+
+
+async def test_socket_mode_events_and_commands(tmp_path: object) -> None:
+    db_url = f"sqlite:///{tmp_path}/socket.db"
+    async with FakeSlackSocketMode(token=BOT_TOKEN, app_token=APP_TOKEN) as slack, FakeMsp() as msp:
+        settings = make_settings(
+            db_url, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN,
+            SLACK_API_URL=slack.api_base, HANDOFF_MSP_URL=msp.tickets_url,
+        )
+        settings.delivery.poll_interval_seconds = 0.05
+        app = create_app(settings)
+        async with TestClient(TestServer(app)):
+            await slack.wait_connected()
+            opened = slack.calls("apps.connections.open")
+            assert opened and opened[0].header("Authorization") == f"Bearer {APP_TOKEN}"
+
+            body = json.loads(event_body("outlook keeps crashing", event_id="EvSock1"))
+            envelope = await slack.send_envelope("events_api", body)
+            assert (await slack.wait_ack(envelope))["envelope_id"] == envelope
+            [request] = await msp.wait_for_requests(1, timeout=5)
+            assert request.json["text"] == "outlook keeps crashing"
+            post = (await eventually(lambda: slack.posts_to("D0DM")))[0]
+            assert request.json["id"] in post["text"]
+
+            # Slack redelivers an unacknowledged envelope: same event id, still one ticket.
+            again = await slack.send_envelope("events_api", body, retry_attempt=1)
+            await slack.wait_ack(again)
+
+            form = dict(pair.split("=", 1) for pair in command_body("printer jammed").split("&"))
+            from urllib.parse import unquote_plus
+            command = {k: unquote_plus(v) for k, v in form.items()}
+            cmd_envelope = await slack.send_envelope("slash_commands", command)
+            ack = await slack.wait_ack(cmd_envelope)
+            assert "IT-" in ack["payload"]["text"]
+
+            core = app[CORE]
+            async with core.sessionmaker() as session:
+                count = (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+            assert count == 2
