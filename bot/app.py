@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.connectors import LocalSink, MspWebhookConnector, PagerDutyConnector, SlackWebConnector
 from bot.metrics import Metrics
 from bot.slack import SlackEdge
+from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
 from handlers.intake import Intake, IntakeOptions
 from handlers.ports import Connector, DeliveryResult
@@ -110,6 +111,7 @@ class Core:
     http: aiohttp.ClientSession
     worker: OutboxWorker
     intake: Intake
+    commands: CommandRouter
 
 
 CORE = web.AppKey("core", Core)
@@ -146,7 +148,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                     pager_source=settings.pagerduty.source,
                 ),
             )
-            yield Core(settings, engine, sessionmaker, rules, http, worker, intake)
+            yield Core(settings, engine, sessionmaker, rules, http, worker, intake, CommandRouter(intake=intake))
     finally:
         await engine.dispose()
 
@@ -160,7 +162,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if slack.signing_secret is not None and slack.bot_token is not None:
             edge = SlackEdge(
                 signing_secret=slack.signing_secret.get_secret_value(), bot_token=slack.bot_token.get_secret_value(),
-                api_url=slack.api_url, intake=core.intake, metrics=metrics,
+                api_url=slack.api_url, intake=core.intake, commands=core.commands, metrics=metrics,
                 max_age_seconds=slack.request_max_age_seconds,
             )
             app[SLACK] = edge

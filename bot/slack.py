@@ -26,22 +26,13 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
+from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
-from handlers.replies import Reply, slack_blocks
+from handlers.replies import slack_blocks
 
 log = logging.getLogger(__name__)
 
 MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
-
-HELP = (
-    "*handoff* routes IT requests. Just write to me in a DM or @mention me with what is wrong, "
-    "e.g. `outlook keeps crashing`; I answer with a ticket id, where it went and why.\n"
-    "• `/handoff <your request>`: open a ticket from any channel (only you see the answer)\n"
-    "• `/handoff help`: this message\n"
-    "Critical issues (security incidents, outages) page the on-call engineer; everything else goes "
-    "to the right queue without waking anyone."
-)
-
 
 class BadRequest(Exception):
     """A request that is not a well-formed Slack request; answered 400."""
@@ -57,11 +48,13 @@ class SlackEdge:
         bot_token: str,
         api_url: str,
         intake: Intake,
+        commands: CommandRouter,
         metrics: Metrics,
         max_age_seconds: int = 300,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.intake = intake
+        self.commands = commands
         self.metrics = metrics
         self._max_age = max_age_seconds
         self._verifier = SignatureVerifier(signing_secret)
@@ -157,23 +150,17 @@ class SlackEdge:
         self.metrics.observe_intake("slack", result)
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
-        text = str(command.get("text") or "").strip()
-        if not text or text.lower() in {"help", "-h", "--help", "?"}:
-            await ack(response_type="ephemeral", text=HELP)
-            return
-        result = await self.intake.handle(
-            Inbound(
-                platform="slack", event_id=f"command:{command.get('trigger_id') or command.get('command_ts')}",
-                text=text, user_id=str(command.get("user_id") or ""), user_name=str(command.get("user_name") or ""),
-                channel_id=str(command.get("channel_id") or ""), channel_type="command",
-                reply_target={"response_url": command.get("response_url")},
-            )
-        )
-        self.metrics.observe_intake("slack", result)
-        if result.duplicate or result.reply is None:
-            await ack(response_type="ephemeral", text="Already received; you will get the ticket id shortly.")
-            return
-        await ack(response_type="ephemeral", text=result.reply.text, blocks=slack_blocks(result.reply))
+        actor = Actor(platform="slack", user_id=str(command.get("user_id") or ""),
+                      user_name=str(command.get("user_name") or ""), channel_id=str(command.get("channel_id") or ""))
+        event_id = f"command:{command.get('trigger_id') or command.get('command_ts') or ''}"
+        reply = await self.commands.dispatch(actor, str(command.get("text") or ""), event_id=event_id,
+                                             reply_target={"response_url": command.get("response_url")})
+        if reply.intake is not None:
+            self.metrics.observe_intake("slack", reply.intake)
+        if reply.intake is not None and reply.intake.reply is not None:
+            await ack(response_type="ephemeral", text=reply.text, blocks=slack_blocks(reply.intake.reply))
+        else:
+            await ack(response_type="ephemeral", text=reply.text, **({"blocks": reply.blocks} if reply.blocks else {}))
 
     async def _on_action(self, ack: Any) -> None:
         await ack()
@@ -219,8 +206,3 @@ def _check_shape(body: str, content_type: str) -> None:
             raise BadRequest("form body is neither a slash command nor an interactivity payload")
         return
     raise BadRequest(f"unsupported content type {content_type or '(none)'!r}")
-
-
-def reply_for_console(reply: Reply) -> str:
-    """Plain-text form of a reply (Slack mrkdwn emoji codes turned into words)."""
-    return reply.text.replace(":warning:", "WARNING:")

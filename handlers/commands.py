@@ -1,0 +1,105 @@
+"""The ``/handoff`` command, the same on every platform.
+
+Slack's slash command and a Teams message starting with ``/handoff`` both arrive here as plain text.
+The first word picks a registered command (``help``, and what later features register: ``rules``,
+``status``, ``oncall`` …); anything else is a request and goes through intake, so
+``/handoff my laptop will not boot`` opens a ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers.intake import Inbound, Intake, IntakeResult
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who typed the command, as the platform identified them."""
+
+    platform: str
+    user_id: str
+    user_name: str = ""
+    channel_id: str = ""
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """What the command answers: markdown text (both Slack mrkdwn and Teams markdown read it)."""
+
+    text: str
+    ticket: str | None = None
+    intake: IntakeResult | None = None
+    blocks: list[dict[str, Any]] | None = None
+
+
+Handler = Callable[[Actor, str], Awaitable[CommandReply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    summary: str
+    usage: str
+    handler: Handler
+    examples: tuple[str, ...] = field(default=())
+
+
+class CommandRouter:
+    """Maps the first word of ``/handoff …`` to a command; everything else is a request."""
+
+    def __init__(self, *, intake: Intake) -> None:
+        self._intake = intake
+        self._commands: dict[str, Command] = {}
+        self.register(Command("help", "what I can do", "help [command]", self._help, ("help", "help rules")))
+
+    def register(self, command: Command) -> None:
+        if command.name in self._commands:
+            raise ValueError(f"command {command.name!r} is registered twice")
+        self._commands[command.name] = command
+
+    @property
+    def commands(self) -> tuple[Command, ...]:
+        return tuple(self._commands.values())
+
+    async def dispatch(self, actor: Actor, text: str, *, event_id: str,
+                       reply_target: dict[str, Any] | None = None) -> CommandReply:
+        """Run ``text`` (what followed ``/handoff``) for ``actor``.
+
+        ``event_id`` deduplicates platform retries when the text is a request.
+        """
+        text = text.strip()
+        word, _, rest = text.partition(" ")
+        name = word.lower().lstrip("-")
+        if not text or name in {"h", "?"}:
+            name = "help"
+        command = self._commands.get(name)
+        if command is not None:
+            return await command.handler(actor, rest.strip())
+        result = await self._intake.handle(
+            Inbound(platform=actor.platform, event_id=event_id, text=text, user_id=actor.user_id,
+                    user_name=actor.user_name, channel_id=actor.channel_id, channel_type="command",
+                    user_groups=actor.groups, reply_target=reply_target or {})
+        )
+        if result.duplicate or result.reply is None:
+            return CommandReply(text="Already received; the ticket id follows shortly.", intake=result)
+        return CommandReply(text=result.reply.text, ticket=result.ticket, intake=result)
+
+    async def _help(self, actor: Actor, args: str) -> CommandReply:
+        topic = self._commands.get(args.split(" ", 1)[0].lower()) if args else None
+        if topic is not None and topic.name != "help":
+            lines = [f"*/handoff {topic.usage}*: {topic.summary}"]
+            lines += [f"• `/handoff {e}`" for e in topic.examples]
+            return CommandReply(text="\n".join(lines))
+        lines = [
+            "*handoff* routes IT requests. Write to me in a DM or @mention me with what is wrong, e.g. "
+            "`outlook keeps crashing`: I answer with a ticket id, where it went and why. Critical issues "
+            "(security incidents, outages) page the on-call engineer; everything else goes to the right "
+            "queue without waking anyone.",
+            "• `/handoff <your request>`: open a ticket from anywhere (only you see the answer)",
+        ]
+        lines += [f"• `/handoff {c.usage}`: {c.summary}" for c in self._commands.values()]
+        return CommandReply(text="\n".join(lines))
