@@ -1,0 +1,358 @@
+"""The outbox worker: delivers pending outbox rows through connectors, with retries.
+
+Each cycle claims a batch in one short transaction, calls the connectors with no transaction
+open, then records each outcome in its own short transaction. A row that cannot be delivered is
+dead-lettered and reported to admins by an ``admin.alert`` outbox row written in the same
+transaction. Payloads may hold user text: they are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.ports import Connector, DeliveryResult
+from storage import service
+from storage.models import ticket_key
+
+log = logging.getLogger(__name__)
+
+#: Outbox kind of the dead-letter alerts sent to admins.
+ALERT_KIND = "admin.alert"
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped; ``max_attempts`` attempts in all."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    max_attempts: int = 12
+    jitter: bool = True
+    max_retry_after: float = 3600.0
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (1 for the first).
+
+        The ceiling is ``min(cap, base * factor ** (attempts - 1))``; with jitter the delay is
+        uniform in ``[0, ceiling]`` ("full jitter"). A ``retry_after`` from the third party is a
+        floor: we never come back sooner than asked, up to ``max_retry_after`` (a broken or hostile
+        server cannot park a delivery for days).
+        """
+        try:
+            ceiling = min(self.cap, self.base * math.pow(self.factor, max(0, attempts - 1)))
+        except OverflowError:
+            ceiling = self.cap
+        delay = rng.uniform(0.0, ceiling) if self.jitter else ceiling
+        if retry_after is not None and retry_after > delay:
+            delay = min(float(retry_after), self.max_retry_after)
+        return max(0.0, delay)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A row that went dead (given to ``on_dead`` after the dead-letter transaction committed)."""
+
+    row_id: int
+    kind: str
+    ticket_id: int | None
+    error: str
+    attempts: int
+
+
+class OutboxMetrics(Protocol):
+    """Hooks for metrics; the default does nothing."""
+
+    def claimed(self, count: int) -> None: ...
+
+    def attempt(self, *, kind: str, outcome: str, seconds: float) -> None:
+        """One attempt finished; ``outcome`` is ``delivered``, ``retry`` or ``dead``."""
+
+
+class NullMetrics:
+    def claimed(self, count: int) -> None:
+        pass
+
+    def attempt(self, *, kind: str, outcome: str, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What the worker needs of a claimed row, detached from the session."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    ticket_id: int | None
+    attempts: int
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class OutboxWorker:
+    """Delivers due outbox rows; several workers (processes) may share one database."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        connectors: Mapping[str, Connector],
+        clock: Callable[[], datetime],
+        policy: RetryPolicy = RetryPolicy(),
+        worker_id: str | None = None,
+        batch: int = 20,
+        lease_seconds: float = 60,
+        poll_interval: float = 0.5,
+        on_dead: Callable[[DeadLetter], Awaitable[None] | None] | None = None,
+        metrics: OutboxMetrics | None = None,
+        concurrency: int = 8,
+        deliver_timeout: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Create a worker; nothing runs until :meth:`run` or :meth:`run_once` is awaited.
+
+        Args:
+            lease_seconds: How long a claimed row stays reserved; another worker may take it
+                after that (its delivery then repeats under the same idempotency key).
+            deliver_timeout: Limit on one connector call (default 0.8 x lease, so the outcome is
+                recorded before the lease runs out); a timeout counts as a retryable failure.
+            concurrency: Connector calls in flight at once (rows of one ticket go one by one).
+            on_dead: Called (sync or async) after a row was dead-lettered; errors are logged.
+            rng: Source of jitter (seed it in tests).
+        """
+        self._sessionmaker = sessionmaker
+        self._connectors = dict(connectors)
+        self._clock = clock
+        self._policy = policy
+        self.worker_id = worker_id or _default_worker_id()
+        self._batch = batch
+        self._lease = lease_seconds
+        self._poll = poll_interval
+        self._on_dead = on_dead
+        self._metrics: OutboxMetrics = metrics or NullMetrics()
+        self._concurrency = max(1, concurrency)
+        self._timeout = deliver_timeout if deliver_timeout is not None else 0.8 * lease_seconds
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (call after committing new rows)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; never raises for a failed cycle (it is logged)."""
+        log.info("outbox worker %s started", self.worker_id)
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("outbox worker %s: cycle failed", self.worker_id)
+                handled = 0
+            if handled:
+                await asyncio.sleep(0)  # there may be more due, or the next row of a ticket
+                continue
+            await self._idle(stop)
+        log.info("outbox worker %s stopped", self.worker_id)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many rows were handled."""
+        async with self._sessionmaker() as session, session.begin():
+            rows = await service.claim_due(
+                session=session,
+                now=self._clock(),
+                limit=self._batch,
+                lease_seconds=self._lease,
+                worker_id=self.worker_id,
+            )
+            jobs = [
+                _Job(r.id, r.kind, dict(r.payload), r.idempotency_key, r.ticket_id, r.attempts)
+                for r in rows
+            ]
+        if not jobs:
+            return 0
+        self._metrics.claimed(len(jobs))
+        groups: dict[tuple[str, int], list[_Job]] = {}
+        for job in jobs:  # claim_due returns oldest first: each group stays in order
+            key = ("ticket", job.ticket_id) if job.ticket_id is not None else ("row", job.id)
+            groups.setdefault(key, []).append(job)
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def deliver_group(group: list[_Job]) -> None:
+            async with limit:
+                for job in group:
+                    try:
+                        await self._handle(job)
+                    except Exception:  # a faulty hook must not stop the other rows
+                        log.exception("outbox row %s: unexpected error", job.id)
+
+        await asyncio.gather(*(deliver_group(g) for g in groups.values()))
+        return len(jobs)
+
+    async def _handle(self, job: _Job) -> None:
+        started = time.monotonic()
+        connector = self._connectors.get(job.kind)
+        if connector is None:
+            outcome = await self._record_dead(job, f"no connector configured for kind {job.kind!r}")
+        else:
+            result = await self._attempt(connector, job)
+            outcome = await self._record(job, result)
+        if outcome is not None:
+            self._metrics.attempt(
+                kind=job.kind, outcome=outcome, seconds=time.monotonic() - started
+            )
+
+    async def _attempt(self, connector: Connector, job: _Job) -> DeliveryResult:
+        """Call the connector (no transaction is open here); never raises."""
+        try:
+            result = await asyncio.wait_for(
+                connector.deliver(payload=job.payload, idempotency_key=job.idempotency_key),
+                timeout=self._timeout,
+            )
+        except TimeoutError:
+            log.warning("outbox row %s (%s): connector timed out", job.id, job.kind)
+            return DeliveryResult(
+                ok=False, retryable=True, detail=f"timed out after {self._timeout:g}s"
+            )
+        except Exception as exc:
+            log.warning(
+                "outbox row %s (%s): connector raised %s",
+                job.id,
+                job.kind,
+                type(exc).__name__,
+                exc_info=True,
+            )
+            return DeliveryResult(
+                ok=False, retryable=True, detail=f"connector raised {type(exc).__name__}"
+            )
+        if not isinstance(result, DeliveryResult):
+            log.warning(
+                "outbox row %s (%s): connector returned no DeliveryResult", job.id, job.kind
+            )
+            return DeliveryResult(
+                ok=False, retryable=True, detail=f"connector returned {type(result).__name__}"
+            )
+        return result
+
+    async def _record(self, job: _Job, result: DeliveryResult) -> str | None:
+        """Store the outcome of one attempt in its own transaction; returns the outcome name."""
+        attempts = job.attempts + 1
+        detail = (result.detail or "")[:_MAX_ERROR_CHARS]
+        if result.ok:
+            try:
+                async with self._sessionmaker() as session, session.begin():
+                    await service.mark_delivered(
+                        session=session,
+                        row_id=job.id,
+                        now=self._clock(),
+                        detail=detail,
+                        remote_id=result.remote_id,
+                    )
+            except Exception:
+                log.exception("outbox row %s: delivered but could not record it", job.id)
+                return None
+            log.info("outbox row %s (%s) delivered after %d attempt(s)", job.id, job.kind, attempts)
+            return "delivered"
+        if not result.retryable:
+            return await self._record_dead(job, f"rejected: {detail or 'no detail'}")
+        if attempts >= self._policy.max_attempts:
+            return await self._record_dead(job, f"gave up after {attempts} attempts: {detail}")
+        delay = self._policy.delay(attempts, result.retry_after, self._rng)
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await service.mark_retry(
+                    session=session,
+                    row_id=job.id,
+                    next_attempt_at=self._clock() + timedelta(seconds=delay),
+                    error=detail or "failed",
+                )
+        except Exception:
+            log.exception("outbox row %s: could not record a retry", job.id)
+            return None
+        log.warning(
+            "outbox row %s (%s) attempt %d failed (%s); retry in %.1fs",
+            job.id,
+            job.kind,
+            attempts,
+            detail,
+            delay,
+        )
+        return "retry"
+
+    async def _record_dead(self, job: _Job, error: str) -> str | None:
+        """Dead-letter the row and, unless it is an alert itself, enqueue an admin alert."""
+        error = error[:_MAX_ERROR_CHARS]
+        now = self._clock()
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                changed = await service.mark_dead(
+                    session=session, row_id=job.id, now=now, error=error
+                )
+                if changed and job.kind != ALERT_KIND:
+                    await service.enqueue(
+                        session=session,
+                        kind=ALERT_KIND,
+                        payload=self._alert(job, error),
+                        idempotency_key=f"alert:dead:{job.id}",
+                        now=now,
+                    )
+        except Exception:
+            log.exception("outbox row %s: could not record it as dead", job.id)
+            return None
+        if changed:
+            log.error("outbox row %s (%s) is dead: %s", job.id, job.kind, error)
+            if job.kind != ALERT_KIND:
+                self.wake()
+            await self._notify_dead(
+                DeadLetter(job.id, job.kind, job.ticket_id, error, job.attempts + 1)
+            )
+        return "dead"
+
+    @staticmethod
+    def _alert(job: _Job, error: str) -> dict[str, Any]:
+        ticket = f" of ticket {ticket_key(job.ticket_id)}" if job.ticket_id is not None else ""
+        return {
+            "text": f"Outbox delivery failed for good: row {job.id} ({job.kind}){ticket}: {error}",
+            "dead_row_id": job.id,
+            "dead_kind": job.kind,
+            "ticket_id": job.ticket_id,
+            "error": error,
+        }
+
+    async def _notify_dead(self, dead: DeadLetter) -> None:
+        if self._on_dead is None:
+            return
+        try:
+            maybe = self._on_dead(dead)
+            if inspect.isawaitable(maybe):
+                await maybe
+        except Exception:
+            log.exception("outbox row %s: on_dead hook failed", dead.row_id)

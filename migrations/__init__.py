@@ -1,0 +1,1 @@
+"""Alembic migrations of the handoff schema (packaged; run with ``storage.db.upgrade``)."""

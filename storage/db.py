@@ -1,0 +1,163 @@
+"""Engines, sessions and schema migrations.
+
+SQLite (a file next to ``app.yaml``) is the default; PostgreSQL is the same code with another URL.
+Nothing here touches the network or the file system until a function is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+#: How long a SQLite connection waits for the write lock before giving up ("database is locked").
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+#: Alembic's ``context`` is process-global: one migration run at a time per process.
+_MIGRATE_LOCK = threading.Lock()
+
+#: Sync or blocking driver names mapped to the async driver of the same database.
+_ASYNC_SCHEMES: dict[str, str] = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+pg8000": "postgresql+asyncpg",
+}
+
+
+def normalise_url(url: str) -> str:
+    """Return ``url`` with an async driver.
+
+    ``sqlite:///x.db`` becomes ``sqlite+aiosqlite:///x.db``; ``postgresql://`` and ``postgres://``
+    (and the blocking ``+psycopg2``/``+pg8000`` drivers) become ``postgresql+asyncpg://``.
+    Any other URL, including one already naming an async driver, is returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("not a database URL (expected scheme://...)")
+    new = _ASYNC_SCHEMES.get(scheme.lower())
+    return f"{new}://{rest}" if new else url
+
+
+def default_sqlite_url(config_path: Path) -> str:
+    """The default database: a SQLite file ``handoff.db`` in the directory of ``app.yaml``."""
+    db_file = Path(config_path).absolute().parent / "handoff.db"
+    return f"sqlite+aiosqlite:///{db_file}"
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """Create the async engine for ``url`` (normalised first).
+
+    SQLite connections get WAL, a busy timeout and foreign keys, and every transaction starts with
+    ``BEGIN IMMEDIATE`` so that it holds the write lock from its first statement: concurrent
+    writers queue for up to :data:`SQLITE_BUSY_TIMEOUT_MS` instead of failing mid-transaction, and
+    a select followed by an update in one transaction is atomic. PostgreSQL gets a pool with
+    pre-ping.
+    """
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url)
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """SQLAlchemy's documented recipe: the driver stops emitting BEGIN, we emit our own."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None  # driver-level autocommit; BEGIN is ours
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (``expire_on_commit=False``)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_postgres(engine: Any) -> bool:
+    """True when ``engine`` (sync or async engine or connection) talks to PostgreSQL."""
+    return bool(engine.dialect.name == "postgresql")
+
+
+def _migrations_dir() -> Path:
+    import migrations  # the packaged Alembic environment
+
+    return Path(migrations.__file__).resolve().parent
+
+
+def alembic_config(url: str) -> Any:
+    """An Alembic ``Config`` built in code for ``url``; no ``alembic.ini`` is read."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_migrations_dir()))
+    cfg.attributes["url"] = normalise_url(url)  # not via the ini option: '%' would need escaping
+    return cfg
+
+
+def upgrade_sync(url: str, revision: str = "head") -> None:
+    """Apply the migrations to ``revision`` (blocking).
+
+    Safe to call from a thread that runs an event loop: the work then happens in a helper thread
+    (Alembic's async ``env.py`` starts its own loop). Concurrent calls in one process run one
+    after the other; concurrent processes are serialised by the database (SQLite's write lock,
+    a PostgreSQL advisory lock in ``env.py``).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _upgrade_now(url, revision)
+        return
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _upgrade_now(url, revision)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="handoff-migrate")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _upgrade_now(url: str, revision: str) -> None:
+    from alembic import command
+
+    with _MIGRATE_LOCK:
+        command.upgrade(alembic_config(url), revision)
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migrations to ``revision`` without blocking the running event loop."""
+    await asyncio.to_thread(upgrade_sync, url, revision)

@@ -1,0 +1,199 @@
+"""The schema: SQLAlchemy 2.0 typed models.
+
+Every timestamp is a timezone-aware UTC ``datetime`` in Python. PostgreSQL stores
+``timestamptz``; SQLite stores naive UTC text (so comparisons in SQL order correctly) and the
+values come back aware. A naive ``datetime`` is refused on write: it is almost always a bug.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Ticket keys are ``IT-`` followed by ``TICKET_KEY_OFFSET + id``: the first ticket is IT-1001.
+TICKET_KEY_PREFIX = "IT-"
+TICKET_KEY_OFFSET = 1000
+_KEY_RE = re.compile(r"\s*IT-(\d{1,18})\s*", re.IGNORECASE)
+
+OUTBOX_STATUSES = ("pending", "delivered", "dead")
+RULESET_SOURCES = ("file", "chat", "rollback", "import")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def ticket_key(ticket_id: int) -> str:
+    """The human key of a ticket id: ``42 -> "IT-1042"``."""
+    return f"{TICKET_KEY_PREFIX}{TICKET_KEY_OFFSET + ticket_id}"
+
+
+def ticket_id_from_key(key: str) -> int:
+    """The ticket id of a human key: ``"IT-1042" -> 42`` (case and surrounding blanks ignored).
+
+    Raises:
+        ValueError: ``key`` is not a ticket key, or names no possible ticket (``IT-1000``).
+    """
+    m = _KEY_RE.fullmatch(key) if isinstance(key, str) else None
+    if m is None:
+        raise ValueError(f"not a ticket key: {key!r} (expected e.g. IT-1042)")
+    ticket_id = int(m.group(1)) - TICKET_KEY_OFFSET
+    if ticket_id < 1:
+        raise ValueError(f"not a ticket key: {key!r} (numbers start at IT-{TICKET_KEY_OFFSET + 1})")
+    return ticket_id
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class InboundEvent(Base):
+    """An inbound platform event already seen; retries of the same event are absorbed."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime]
+
+
+class Ticket(Base):
+    """A request from an employee, its routing decision and where it stands."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_platform_user_id", "platform", "user_id"),
+        {"sqlite_autoincrement": True},  # never reuse a ticket number, even after a delete
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(255))
+    user_name: Mapped[str] = mapped_column(String(255), default="")
+    channel_id: Mapped[str] = mapped_column(String(255), default="")
+    thread_ref: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    route: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(32))
+    queue: Mapped[str] = mapped_column(String(255))
+    rule_id: Mapped[str] = mapped_column(String(255))
+    ruleset_version: Mapped[int] = mapped_column(Integer)
+    why: Mapped[str] = mapped_column(Text, default="")
+    terms: Mapped[list[str]] = mapped_column(default=list)
+    redactions: Mapped[list[str]] = mapped_column(default=list)
+    fail_closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(32), default="open")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    conversation: Mapped[dict[str, Any] | None]
+
+    @property
+    def key(self) -> str:
+        """Human ticket id, e.g. ``IT-1042``."""
+        return ticket_key(self.id)
+
+
+class OutboxRow(Base):
+    """One delivery to a third party, retried until delivered or dead."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_ticket_id_kind_status", "ticket_id", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    locked_by: Mapped[str | None] = mapped_column(String(255))
+    delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    remote_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class RulesetVersion(Base):
+    """An immutable saved rule set (the ``routing:`` section of app.yaml as a plain dict)."""
+
+    __tablename__ = "ruleset_versions"
+    __table_args__ = (
+        CheckConstraint("source IN ('file', 'chat', 'rollback', 'import')", name="source"),
+    )
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    content: Mapped[dict[str, Any]]
+    content_hash: Mapped[str] = mapped_column(String(128))
+
+
+class AuditEntry(Base):
+    """Who did (or tried to do) what, when, and whether it was allowed."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[dict[str, Any]]

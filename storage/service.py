@@ -1,0 +1,200 @@
+"""Queries and writes. Every function takes the session keyword-only and never commits.
+
+The caller owns the transaction (``async with sessionmaker() as s, s.begin(): ...``), so a use
+case can record an inbound event, a ticket and its outbox rows atomically. The outbox functions
+live in :mod:`storage.outbox` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    RULESET_SOURCES,
+    AuditEntry,
+    InboundEvent,
+    RulesetVersion,
+    Ticket,
+    ticket_id_from_key,
+)
+from storage.outbox import (
+    claim_due,
+    enqueue,
+    list_outbox,
+    mark_dead,
+    mark_delivered,
+    mark_retry,
+    outbox_stats,
+)
+
+__all__ = [
+    "audit",
+    "claim_due",
+    "create_ticket",
+    "enqueue",
+    "get_ruleset",
+    "get_ticket",
+    "latest_ruleset",
+    "latest_ruleset_from_source",
+    "list_audit",
+    "list_outbox",
+    "list_rulesets",
+    "mark_dead",
+    "mark_delivered",
+    "mark_retry",
+    "outbox_stats",
+    "record_inbound",
+    "save_ruleset",
+]
+
+
+async def _dialect_name(session: AsyncSession) -> str:
+    return (await session.connection()).dialect.name
+
+
+def _insert_for(dialect_name: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    if dialect_name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect: {dialect_name}")
+
+
+# --- inbound events ---------------------------------------------------------------------------
+
+
+async def record_inbound(
+    *, session: AsyncSession, platform: str, event_id: str, now: datetime
+) -> bool:
+    """Remember an inbound event; True if it is new, False if (platform, event_id) was seen.
+
+    ``INSERT .. ON CONFLICT DO NOTHING``: a duplicate neither raises nor aborts the transaction,
+    and two processes racing on the same event get exactly one True (the second waits for the
+    first to commit, on PostgreSQL on the unique index, on SQLite on the write lock).
+    """
+    table = InboundEvent.__table__
+    stmt = (
+        _insert_for(await _dialect_name(session), table)
+        .values(platform=platform, event_id=event_id, received_at=now)
+        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+        .returning(table.c.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+# --- tickets ----------------------------------------------------------------------------------
+
+
+async def create_ticket(*, session: AsyncSession, now: datetime, **fields: Any) -> Ticket:
+    """Add a ticket and flush so its ``id`` and ``key`` are known; ``fields`` are Ticket columns."""
+    ticket = Ticket(created_at=now, updated_at=now, **fields)
+    session.add(ticket)
+    await session.flush()
+    return ticket
+
+
+async def get_ticket(*, session: AsyncSession, key_or_id: str | int) -> Ticket | None:
+    """The ticket with this id (int) or key (``"IT-1042"``); None if absent or not a key."""
+    if isinstance(key_or_id, int) and not isinstance(key_or_id, bool):
+        ticket_id = key_or_id
+    else:
+        try:
+            ticket_id = ticket_id_from_key(str(key_or_id))
+        except ValueError:
+            return None
+    return await session.get(Ticket, ticket_id)
+
+
+# --- rule sets --------------------------------------------------------------------------------
+
+
+async def latest_ruleset(*, session: AsyncSession) -> RulesetVersion | None:
+    """The newest saved rule set (the active one), or None if none was ever saved."""
+    query = select(RulesetVersion).order_by(RulesetVersion.version.desc()).limit(1)
+    return (await session.scalars(query)).first()
+
+
+async def latest_ruleset_from_source(
+    *, session: AsyncSession, source: str
+) -> RulesetVersion | None:
+    """The newest rule set saved from ``source`` (``file``, ``chat``, ``rollback``, ``import``)."""
+    query = (
+        select(RulesetVersion)
+        .where(RulesetVersion.source == source)
+        .order_by(RulesetVersion.version.desc())
+        .limit(1)
+    )
+    return (await session.scalars(query)).first()
+
+
+async def get_ruleset(*, session: AsyncSession, version: int) -> RulesetVersion | None:
+    """One saved rule set by version number."""
+    return await session.get(RulesetVersion, version)
+
+
+async def list_rulesets(*, session: AsyncSession, limit: int = 20) -> list[RulesetVersion]:
+    """Saved rule sets, newest first."""
+    query = select(RulesetVersion).order_by(RulesetVersion.version.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def save_ruleset(
+    *,
+    session: AsyncSession,
+    content: dict[str, Any],
+    content_hash: str,
+    source: str,
+    author: str,
+    note: str,
+    now: datetime,
+) -> RulesetVersion:
+    """Save a new immutable version (``max + 1``; a concurrent save of the same number fails on
+    the primary key with IntegrityError rather than overwriting)."""
+    if source not in RULESET_SOURCES:
+        raise ValueError(f"unknown rule set source {source!r}; expected one of {RULESET_SOURCES}")
+    current = await session.scalar(select(func.max(RulesetVersion.version)))
+    row = RulesetVersion(
+        version=(current or 0) + 1,
+        created_at=now,
+        author=author,
+        source=source,
+        note=note,
+        content=content,
+        content_hash=content_hash,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+async def audit(
+    *,
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    target: str,
+    allowed: bool,
+    detail: dict[str, Any],
+    now: datetime,
+) -> AuditEntry:
+    """Append an audit entry (flushed, so its id is known)."""
+    entry = AuditEntry(
+        at=now, actor=actor, action=action, target=target, allowed=allowed, detail=detail
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def list_audit(*, session: AsyncSession, limit: int = 50) -> list[AuditEntry]:
+    """Audit entries, newest first."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
