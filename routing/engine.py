@@ -34,6 +34,7 @@ class _Compiled:
     position: int
     rule: Rule
     any: tuple[int, ...]
+    any_of: tuple[tuple[int, ...], ...]
     all: tuple[int, ...]
     none: tuple[int, ...]
     regex: tuple[int, ...]
@@ -84,7 +85,9 @@ class Classifier:
             self._rules.append(
                 _Compiled(
                     position=pos, rule=r,
-                    any=tuple(term_id(t) for t in w.any), all=tuple(term_id(t) for t in w.all),
+                    any=tuple(term_id(t) for t in w.any),
+                    any_of=tuple(tuple(term_id(t) for t in g) for g in w.any_of),
+                    all=tuple(term_id(t) for t in w.all),
                     none=tuple(term_id(t) for t in w.none), regex=tuple(regex_id(p) for p in w.regex),
                     channels=frozenset(w.channels), user_groups=frozenset(w.user_groups),
                     platforms=frozenset(w.platforms),
@@ -92,14 +95,15 @@ class Classifier:
             )
 
         # Trigger index: which rules a term or regex hit makes worth checking. A rule is indexed by
-        # one necessary condition (any-terms, else all-terms, else regexes); rules with none of
+        # one necessary condition (any-terms, else the first any_of group, else all-terms, else
+        # regexes); rules with none of
         # those (filters only, the default) are checked for every message.
         self._by_term: dict[int, list[int]] = {}
         self._by_regex: dict[int, list[int]] = {}
         self._always: list[int] = []
         for c in self._rules:
-            if c.any:
-                for t in c.any:
+            if c.any or c.any_of:
+                for t in c.any or c.any_of[0]:
                     self._by_term.setdefault(t, []).append(c.position)
             elif c.all:
                 self._by_term.setdefault(c.all[0], []).append(c.position)
@@ -155,6 +159,8 @@ class Classifier:
         counted = hits.affirmed if c.rule.ignore_negated else hits.plain
         if c.any and not any(t in counted for t in c.any):
             return False
+        if c.any_of and not all(any(t in counted for t in group) for group in c.any_of):
+            return False
         if c.all and not all(t in counted for t in c.all):
             return False
         if c.none and any(t in hits.plain for t in c.none):
@@ -165,7 +171,8 @@ class Classifier:
 
     def _evidence(self, c: _Compiled, hits: _Hits, folded: str) -> tuple[str, ...]:
         counted = hits.affirmed if c.rule.ignore_negated else hits.plain
-        terms = [self._terms[t] for t in (*c.any, *c.all) if t in counted]
+        grouped = [t for group in c.any_of for t in group]
+        terms = [self._terms[t] for t in (*c.any, *grouped, *c.all) if t in counted]
         for x in c.regex:
             m = self._compiled_regex[x].search(folded)
             if m is not None:

@@ -45,9 +45,15 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    """What a message must look like for a rule to fire. Empty means "always"."""
+    """What a message must look like for a rule to fire. Empty means "always".
+
+    ``any``: at least one term; ``any_of``: groups of terms, each group needing at least one
+    (what happened AND how wide, say); ``all``: every term; ``none``: no term; ``regex``: at least
+    one pattern. Every listed kind must hold.
+    """
 
     any: tuple[str, ...] = ()
+    any_of: tuple[tuple[str, ...], ...] = ()
     all: tuple[str, ...] = ()
     none: tuple[str, ...] = ()
     regex: tuple[str, ...] = ()
@@ -58,7 +64,7 @@ class Conditions:
     @property
     def is_empty(self) -> bool:
         return not (
-            self.any or self.all or self.none or self.regex
+            self.any or self.any_of or self.all or self.none or self.regex
             or self.channels or self.user_groups or self.platforms
         )
 

@@ -21,6 +21,7 @@ from routing.text import term_key
 #: Bounds that keep a rule set (and the automaton built from it) a sane size.
 MAX_RULES = 20_000
 MAX_TERMS_PER_LIST = 2_000
+MAX_GROUPS = 10
 MAX_TERM_CHARS = 200
 MAX_REGEX_CHARS = 1_000
 MAX_REGEX_PROGRAM = 5_000
@@ -71,6 +72,7 @@ class _Strict(BaseModel):
 
 class _When(_Strict):
     any: list[str] = Field(default_factory=list, max_length=MAX_TERMS_PER_LIST)
+    any_of: list[list[str]] = Field(default_factory=list, max_length=MAX_GROUPS)
     all: list[str] = Field(default_factory=list, max_length=MAX_TERMS_PER_LIST)
     none: list[str] = Field(default_factory=list, max_length=MAX_TERMS_PER_LIST)
     regex: list[str] = Field(default_factory=list, max_length=100)
@@ -136,9 +138,9 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
 
     problems: list[str] = []
     queues = {q.name: q for q in parsed.queues}
-    for i, q in enumerate(parsed.queues):
-        if q.route not in ROUTES:
-            problems.append(f"queues[{i}].route: {q.route!r} is not a route; use one of {', '.join(ROUTES)}")
+    for i, declared in enumerate(parsed.queues):
+        if declared.route not in ROUTES:
+            problems.append(f"queues[{i}].route: {declared.route!r} is not a route; use one of {', '.join(ROUTES)}")
     if len(queues) != len(parsed.queues):
         problems.append("queues: queue names must be unique")
     if not any(q.route == "internal" for q in parsed.queues):
@@ -164,7 +166,8 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
         when = r.when or _When()
         problems.extend(_check_when(when, f"{at}.when"))
         cond = Conditions(
-            any=tuple(when.any), all=tuple(when.all), none=tuple(when.none), regex=tuple(when.regex),
+            any=tuple(when.any), any_of=tuple(tuple(g) for g in when.any_of), all=tuple(when.all),
+            none=tuple(when.none), regex=tuple(when.regex),
             channels=tuple(when.channels), user_groups=tuple(when.user_groups), platforms=tuple(when.platforms),
         )
         if i == last:
@@ -196,17 +199,30 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
     )
 
 
+def _check_terms(terms: list[str], at: str) -> list[str]:
+    problems: list[str] = []
+    for j, term in enumerate(terms):
+        if len(term) > MAX_TERM_CHARS:
+            problems.append(f"{at}[{j}]: term is {len(term)} characters; the limit is {MAX_TERM_CHARS}")
+            continue
+        try:
+            term_key(term)
+        except ValueError as exc:
+            problems.append(f"{at}[{j}]: {exc}")
+    return problems
+
+
 def _check_when(when: _When, at: str) -> list[str]:
     problems: list[str] = []
     for kind in ("any", "all", "none"):
-        for j, term in enumerate(getattr(when, kind)):
-            if len(term) > MAX_TERM_CHARS:
-                problems.append(f"{at}.{kind}[{j}]: term is {len(term)} characters; the limit is {MAX_TERM_CHARS}")
-                continue
-            try:
-                term_key(term)
-            except ValueError as exc:
-                problems.append(f"{at}.{kind}[{j}]: {exc}")
+        problems.extend(_check_terms(getattr(when, kind), f"{at}.{kind}"))
+    for g, group in enumerate(when.any_of):
+        if not group:
+            problems.append(f"{at}.any_of[{g}]: an empty group can never match; remove it or add terms")
+        elif len(group) > MAX_TERMS_PER_LIST:
+            problems.append(f"{at}.any_of[{g}]: {len(group)} terms; the limit is {MAX_TERMS_PER_LIST}")
+        else:
+            problems.extend(_check_terms(group, f"{at}.any_of[{g}]"))
     for j, pattern in enumerate(when.regex):
         try:
             compile_regex(pattern)
@@ -226,11 +242,13 @@ def ruleset_to_dict(rs: RuleSet) -> dict[str, Any]:
         if r.description:
             item["description"] = r.description
         item.update(route=r.route, severity=r.severity, queue=r.queue)
-        when = {
+        when: dict[str, Any] = {
             k: list(getattr(r.when, k))
             for k in ("any", "all", "none", "regex", "channels", "user_groups", "platforms")
             if getattr(r.when, k)
         }
+        if r.when.any_of:
+            when["any_of"] = [list(g) for g in r.when.any_of]
         if when:
             item["when"] = when
         if r.ignore_negated:

@@ -243,3 +243,27 @@ def test_round_trip_and_hash_are_stable() -> None:
     assert content_hash(data) == content_hash(ruleset_to_dict(again))
     data["rules"][0]["when"]["any"] = ["z"]
     assert content_hash(data) != content_hash(ruleset_to_dict(original))
+
+
+def test_any_of_needs_one_term_from_every_group() -> None:
+    ruleset = rs({
+        "id": "wide-outage", "route": "page", "queue": "oncall", "ignore_negated": True,
+        "when": {"any_of": [["down", "offline", "frozen"], ["everyone", "whole office", "all tills"]]},
+    })
+    assert decide(ruleset, "all tills are frozen").rule_id == "wide-outage"
+    assert decide(ruleset, "network down for everyone").rule_id == "wide-outage"
+    d = decide(ruleset, "whole office offline")
+    assert d.terms == ("offline", "whole office")
+    assert decide(ruleset, "my laptop is down").rule_id == "default"  # one group only
+    assert decide(ruleset, "everyone says hi").rule_id == "default"
+    assert decide(ruleset, "everyone: the site is not down").rule_id == "default"  # negated occurrence
+
+
+def test_any_of_round_trips_and_validates() -> None:
+    ruleset = rs({"id": "g", "route": "msp", "queue": "msp", "when": {"any": ["a"], "any_of": [["b"], ["c", "d*"]]}})
+    assert ruleset_from_dict(ruleset_to_dict(ruleset), version=7) == ruleset
+    assert decide(ruleset, "a b dx").rule_id == "g" and decide(ruleset, "b dx").rule_id == "default"
+    with pytest.raises(RuleSetError, match=r"rules\[0\].when.any_of\[1\]: an empty group"):
+        rs({"id": "g", "route": "msp", "queue": "msp", "when": {"any_of": [["b"], []]}})
+    with pytest.raises(RuleSetError, match=r"any_of\[0\]\[0\]: term '\?\?' has no letters"):
+        rs({"id": "g", "route": "msp", "queue": "msp", "when": {"any_of": [["??"]]}})
