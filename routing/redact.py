@@ -10,11 +10,11 @@ and leave values that read like a state alone ("password is expired", "token is 
 
 from __future__ import annotations
 
+import base64
+import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import base64
 
 import re2
 
@@ -172,6 +172,7 @@ _PREP_RX = re2.compile(_PREPS.encode())
 _VERB_SEPS = frozenset(b"is was are were ist war lautet sind est es".split())
 _LINKERS = frozenset(b"and or but because since so if when while which it he she they there this what "
                      b"who also then please not is was are".split())
+_WEAK_SEPS = (b"to", b"as", b"auf")
 _PLAIN_SEPS = frozenset((b":", b"=", b"is", b"are"))
 _MULTIWORD = (b"passphrase", b"pass phrase", b"pass-phrase", b"cred")
 _WHO = frozenset(b"user userid username user-id id account login employee name mr ms mrs".split())
@@ -203,6 +204,7 @@ _PLACEHOLDER = re2.compile(r"\[redacted:[a-z-]+\]")
 # --- finders ----------------------------------------------------------------------------------------
 def _simple(pattern: str, kind: str, group: int = 0,
             check: Callable[[str], bool] | None = None) -> Finder:
+    """Every match of ``pattern`` whose ``group`` (-1: the first that took part) passes ``check``."""
     rx = re2.compile(pattern)
 
     def find(b: bytes) -> Iterator[Hit]:
@@ -262,12 +264,12 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
     vs, ve = value
     label = b[label_span[0]:label_span[1]].lower()
     multi = any(w in label for w in _MULTIWORD)
-    if not multi and b[vs:ve].lower().rstrip(b".,;:!?") in _STOP_B:
+    if b.startswith(b"[redacted:", vs) or (not multi and b[vs:ve].lower().rstrip(b".,;:!?") in _STOP_B):
         return None  # the common case: "password is expired"
     words = b[filler[0]:filler[1]].lower().split()
     sep = b[sep_span[0]:sep_span[1]].strip(b" \t\"'").lower()
     s, e, v, quoted = _value_span(b, vs, ve)
-    strong = sep not in (b"", b"-") and not sep.startswith((b"to", b"as")) and not sep.endswith(b"to")
+    strong = sep not in (b"", b"-") and not sep.startswith(_WEAK_SEPS) and not sep.endswith(_WEAK_SEPS)
     if (words and not strong and sep not in (b"to", b"auf")) or (
             (label == b"pass" or b"cred" in label) and sep not in _PLAIN_SEPS):
         return None
@@ -297,9 +299,8 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
         ok = _looks_strong(v)
     if not ok or s >= e or _TEMPLATE.search(v):
         return None
-    lo, hi = b.rfind(b"\n", 0, s) + 1, b.find(b"\n", e)
-    line = b[lo:hi if hi >= 0 else len(b)].lower()
-    azure = sep == b"=" and (b"windows.net" in line or b"azure" in line)  # a connection string
+    near = _near(b, s, e) if sep == b"=" else b""
+    azure = b"windows.net" in near or b"azure" in near  # Password= in an Azure connection string
     return s, e, "azure-key" if azure else "password"
 
 
@@ -315,33 +316,40 @@ def _secret(m: Match, b: bytes) -> Hit | None:
             quoted and len(v) >= 8 and not all(_is_stop(w) for w in v.split()))
     else:  # "api key abc123..." with no separator: only long token-shaped values
         ok = len(v) >= 16 and _looks_strong(v)
-    return (s, e, _secret_kind(label, v, b)) if ok and s < e else None
+    return (s, e, _secret_kind(label, v, b, s, e)) if ok and s < e else None
 
 
-def _secret_kind(label: str, value: str, b: bytes) -> str:
+def _near(b: bytes, s: int, e: int, width: int = 300) -> bytes:
+    """The lower-cased text around a hit, where a vendor name would tell its kind."""
+    return b[max(0, s - width):e + width].lower()
+
+
+def _secret_kind(label: str, value: str, b: bytes, s: int, e: int) -> str:
     """Name a labelled secret after its vendor when the label or the value's shape says which."""
     if "aws" in label or "amazon" in label:
         return "aws-key"
     if any(w in label for w in ("azure", "ocp-apim", "storage", "account", "sas")) or (
             _AZURE_KEY_SHAPE.fullmatch(value)) or ("client" in label and any(
-                w in b.lower() for w in (b"azure", b"entra", b"tenant", b"microsoft"))):
+                w in _near(b, s, e) for w in (b"azure", b"entra", b"tenant", b"microsoft"))):
         return "azure-key"
     for word, kind in (("github", "github-token"), ("slack", "slack-token"),
                        ("google", "google-api-key"), ("gcp", "google-api-key")):
         if word in label:
             return kind
-    if _AWS_SECRET_SHAPE.fullmatch(value) and (_AWS_ID_RX.search(b) or b"aws" in b.lower()):
+    if _AWS_SECRET_SHAPE.fullmatch(value) and (b"aws" in _near(b, s, e) or _AWS_ID_RX.search(
+            b, max(0, s - 300), e + 300)):
         return "aws-key"
     return "secret"
 
 
 def _aws_near_id(b: bytes) -> Iterator[Hit]:
     """40-character secret access keys within 200 bytes of an access key id."""
-    ids = [m.span() for m in _AWS_ID_RX.finditer(b)]
+    ids = [m.start() for m in _AWS_ID_RX.finditer(b)]  # sorted; an id is 20 bytes long
     for m in _B64_RUN.finditer(b) if ids else ():
         s, e = m.span()
         v = b[s:e].rstrip(b"=")
-        if len(v) == 40 and any(abs(s - ie) < 200 or abs(i_s - e) < 200 for i_s, ie in ids) and (
+        i = bisect.bisect_left(ids, s - 220)  # the first id that could end within 200 bytes before
+        if len(v) == 40 and i < len(ids) and ids[i] < e + 200 and (
                 v.lower() != v and v.upper() != v and any(c in b"0123456789/+" for c in v)):
             yield s, s + 40, "aws-key"
 
@@ -452,15 +460,21 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
 
 
 def _one_pass(b: bytes) -> list[Hit]:
-    taken = [m.span() for m in _PLACEHOLDER.finditer(b)]
+    starts: list[int] = []  # taken spans, sorted and disjoint: existing placeholders, then hits
+    ends: list[int] = []
+    for m in _PLACEHOLDER.finditer(b):
+        starts.append(m.start())
+        ends.append(m.end())
     hits: list[Hit] = []
     low = b.lower()
     for triggers, fold, finder in _FINDERS:
         if not any(t in (low if fold else b) for t in triggers):
             continue
         for s, e, kind in finder(b):
-            if s < e and all(e <= ts or s >= te for ts, te in taken):
-                taken.append((s, e))
+            i = bisect.bisect_right(starts, s)
+            if s < e and (i == 0 or ends[i - 1] <= s) and (i == len(starts) or e <= starts[i]):
+                starts.insert(i, s)
+                ends.insert(i, e)
                 hits.append((s, e, kind))
     return sorted(hits)
 
@@ -475,14 +489,14 @@ def redact(text: str) -> Redaction:
         raise TypeError(f"redact() expects str, not {type(text).__name__}")
     try:
         b = text.encode("utf-8", "surrogatepass")
-        kinds: dict[str, None] = {}
+        emitted: set[str] = set()
         count = 0
         for _ in range(_MAX_PASSES):
             hits = _one_pass(b)
             if not hits:
                 break
             count += len(hits)
-            kinds.update((k, None) for _, _, k in hits)
+            emitted.update(k for _, _, k in hits)
             out, last = bytearray(), 0
             for s, e, kind in hits:
                 out += b[last:s] + placeholder(kind).encode()
@@ -490,6 +504,8 @@ def redact(text: str) -> Redaction:
             b = bytes(out + b[last:])
         if not count:
             return Redaction(text)
+        found = (b[m.start() + 10:m.end() - 1].decode() for m in _PLACEHOLDER.finditer(b))
+        kinds = dict.fromkeys(k for k in found if k in emitted)  # in order of appearance
         try:
             return Redaction(b.decode("utf-8", "surrogatepass"), tuple(kinds), count)
         except UnicodeDecodeError:
@@ -497,19 +513,3 @@ def redact(text: str) -> Redaction:
     except Exception:  # noqa: BLE001 - fail closed: an unexpected error must not leak the text
         return Redaction(placeholder("secret"), ("secret",), 1)
 
-
-_NAMES = {"password": "a password", "aws-key": "an AWS key", "github-token": "a GitHub token",
-          "slack-token": "a Slack token", "slack-webhook": "a Slack webhook URL",
-          "azure-key": "an Azure key or secret", "google-api-key": "a Google API key or token",
-          "private-key": "a private key", "jwt": "a JSON web token", "bearer-token": "an access token",
-          "card-number": "a card number", "secret": "a secret or API key"}
-
-
-def rotation_notice(redaction: Redaction) -> str:
-    """The sentence to add to the reply when something was removed, else ``""``."""
-    if not redaction.changed:
-        return ""
-    names = [_NAMES.get(k, "a secret") for k in redaction.kinds]
-    what = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return (f"I removed {what} from your message before storing or forwarding it. Treat it as "
-            "exposed: change or rotate it now (for a card, contact your bank).")
