@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -115,7 +116,8 @@ async def test_slack_retry_of_same_event_makes_one_ticket(world: World) -> None:
     assert len(world.slack.posts_to("D0DM")) <= 1
 
 
-async def test_secret_is_redacted_everywhere_and_employee_told(world: World) -> None:
+async def test_secret_is_redacted_everywhere_and_employee_told(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     secret = "Tr0ub4dor&3xyz"
     await world.post_event(event_body(f"vpn fails, my password is {secret} if you need it", event_id="EvSecret"))
     [request] = await world.msp.wait_for_requests(1, timeout=5)
@@ -126,6 +128,11 @@ async def test_secret_is_redacted_everywhere_and_employee_told(world: World) -> 
     assert secret not in json.dumps(post)
     [ticket] = await world.tickets()
     assert secret not in ticket.text and ticket.redactions == ["password"]
+    core = world.client.server.app[CORE]
+    async with core.sessionmaker() as session:
+        rows = (await session.execute(select(OutboxRow))).scalars().all()
+    assert rows and not any(secret in json.dumps(r.payload) for r in rows)
+    assert caplog.records and secret not in caplog.text
 
 
 async def test_msp_500_then_429_then_delivered_once(world: World) -> None:
