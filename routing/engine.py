@@ -22,7 +22,7 @@ import re2
 
 from routing.model import ROUTE_RANK, Decision, Message, Rule, RuleMatch, RuleSet
 from routing.rules import compile_regex, re2_options
-from routing.text import NEGATION_WINDOW, NEGATORS, fold, padded, term_key
+from routing.text import NEGATION_WINDOW, NEGATORS, fold, padded_folded, term_key
 
 FAIL_CLOSED_RULE = "fail-closed"
 
@@ -79,6 +79,7 @@ class Classifier:
                 self._regexes.append(pattern)
             return regex_ids[pattern]
 
+        self._defaults = frozenset(r.id for r in ordered if r.when.is_empty)
         self._rules: list[_Compiled] = []
         for pos, r in enumerate(ordered):
             w = r.when
@@ -182,7 +183,7 @@ class Classifier:
     def classify(self, msg: Message) -> Decision:
         """Decide where ``msg`` goes. Raises only on a bug; see :func:`classify_safely`."""
         folded = fold(msg.text)
-        hits = self._scan_terms(padded(msg.text))
+        hits = self._scan_terms(padded_folded(folded))
         regex_hits = self._scan_regexes(folded)
         candidates: set[int] = set(self._always)
         for t in hits.plain:
@@ -208,8 +209,7 @@ class Classifier:
         )
 
     def _unconditional(self, rule_id: str) -> bool:
-        rule = self.ruleset.rule(rule_id)
-        return rule is not None and rule.when.is_empty
+        return rule_id in self._defaults
 
     @property
     def rule_count(self) -> int:

@@ -8,6 +8,7 @@ match every term of every rule in a single pass.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -27,30 +28,34 @@ _GERMAN = str.maketrans({"ß": "ss", "æ": "ae", "ø": "o", "œ": "oe", "đ": "d
 
 def fold(text: str) -> str:
     """Case-fold and strip accents, keeping punctuation: the form regexes are searched in."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_GERMAN))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+_APOSTROPHES = re.compile(r"(?<=[^\W_])['’]")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words_folded(folded: str) -> list[str]:
+    """Words of already folded text; an apostrophe inside a word joins ("isn't" -> "isnt")."""
+    return _WORD.findall(_APOSTROPHES.sub("", folded))
+
+
 def words(text: str) -> list[str]:
-    """Split folded text into words; apostrophes join ("isn't" -> "isnt")."""
-    out: list[str] = []
-    current: list[str] = []
-    for ch in fold(text):
-        if ch.isalnum():
-            current.append(ch)
-        elif ch in "'’" and current:
-            continue  # isn't -> isnt, don't -> dont
-        elif current:
-            out.append("".join(current))
-            current = []
-    if current:
-        out.append("".join(current))
-    return out
+    """Split text into folded words on every character that is not a letter or digit."""
+    return words_folded(fold(text))
+
+
+def padded_folded(folded: str) -> str:
+    """:func:`padded` of text that is already folded."""
+    return " " + " ".join(words_folded(folded)) + " "
 
 
 def padded(text: str) -> str:
     """The space-padded word form of ``text``: ``" outlook keeps crashing "``."""
-    return " " + " ".join(words(text)) + " "
+    return padded_folded(fold(text))
 
 
 @lru_cache(maxsize=65536)
