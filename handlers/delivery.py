@@ -17,15 +17,16 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.batching import GroupCommitter
 from handlers.ports import Connector, DeliveryResult
-from storage import service
+from storage import bulk, service
 from storage.models import ticket_key
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 #: Outbox kind of the dead-letter alerts sent to admins.
 ALERT_KIND = "admin.alert"
 _MAX_ERROR_CHARS = 500
+_Op = Callable[[AsyncSession], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,20 @@ class OutboxWorker:
         self._timeout = deliver_timeout if deliver_timeout is not None else 0.8 * lease_seconds
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        # Outcomes of rows delivered together are recorded in one transaction.
+        self._delivered: GroupCommitter[tuple[int, str, str | None], None] = GroupCommitter(
+            self._write_delivered, max_batch=max(batch, 1) * 4
+        )
+        self._recorder: GroupCommitter[_Op, Any] = GroupCommitter(self._write_ops, max_batch=max(batch, 1) * 2)
+
+    async def _write_delivered(self, deliveries: Sequence[tuple[int, str, str | None]]) -> list[None]:
+        async with self._sessionmaker() as session, session.begin():
+            await bulk.mark_delivered_many(session=session, deliveries=deliveries, now=self._clock())
+        return [None] * len(deliveries)
+
+    async def _write_ops(self, ops: Sequence[_Op]) -> list[Any]:
+        async with self._sessionmaker() as session, session.begin():
+            return [await op(session) for op in ops]
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (call after committing new rows)."""
@@ -268,18 +284,11 @@ class OutboxWorker:
         detail = (result.detail or "")[:_MAX_ERROR_CHARS]
         if result.ok:
             try:
-                async with self._sessionmaker() as session, session.begin():
-                    await service.mark_delivered(
-                        session=session,
-                        row_id=job.id,
-                        now=self._clock(),
-                        detail=detail,
-                        remote_id=result.remote_id,
-                    )
+                await self._delivered.submit((job.id, detail, result.remote_id))
             except Exception:
                 log.exception("outbox row %s: delivered but could not record it", job.id)
                 return None
-            log.info("outbox row %s (%s) delivered after %d attempt(s)", job.id, job.kind, attempts)
+            log.debug("outbox row %s (%s) delivered after %d attempt(s)", job.id, job.kind, attempts)
             return "delivered"
         if not result.retryable:
             return await self._record_dead(job, f"rejected: {detail or 'no detail'}")
@@ -287,13 +296,12 @@ class OutboxWorker:
             return await self._record_dead(job, f"gave up after {attempts} attempts: {detail}")
         delay = self._policy.delay(attempts, result.retry_after, self._rng)
         try:
-            async with self._sessionmaker() as session, session.begin():
-                await service.mark_retry(
-                    session=session,
-                    row_id=job.id,
-                    next_attempt_at=self._clock() + timedelta(seconds=delay),
-                    error=detail or "failed",
+            retry_at = self._clock() + timedelta(seconds=delay)
+            await self._recorder.submit(
+                lambda session: service.mark_retry(
+                    session=session, row_id=job.id, next_attempt_at=retry_at, error=detail or "failed"
                 )
+            )
         except Exception:
             log.exception("outbox row %s: could not record a retry", job.id)
             return None

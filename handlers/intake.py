@@ -3,24 +3,28 @@
 The order is fixed by the architecture: redact (nothing secret goes further), classify (fail closed),
 then write the inbound event id, the ticket and every outbox row in a single transaction. A duplicate
 event id (a platform retry) writes nothing. Deliveries happen later, in the outbox worker.
+Requests that arrive together share that transaction (group commit, :mod:`handlers.batching`): each
+caller still returns only once its own rows are committed.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.batching import GroupCommitter
 from handlers.replies import Reply, intake_reply, slack_blocks
 from handlers.rules_state import ActiveRules
 from routing.engine import classify_safely
 from routing.model import Decision, Message
 from routing.redact import redact
-from storage import service
+from storage import bulk
+from storage.models import ticket_key
 
 TRUNCATED = " …[truncated]"
 
@@ -67,8 +71,19 @@ class IntakeOptions:
     pager_source: str = "handoff"
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A request redacted and classified, waiting for its transaction."""
+
+    inbound: Inbound
+    text: str
+    redacted: tuple[str, ...]
+    decision: Decision
+    uid: str
+
+
 class Intake:
-    """The intake use case. Share one instance per process."""
+    """The intake use case. Share one instance per process: it batches concurrent commits."""
 
     def __init__(
         self,
@@ -78,14 +93,20 @@ class Intake:
         clock: Callable[[], datetime],
         on_commit: Callable[[], None] = lambda: None,
         options: IntakeOptions = IntakeOptions(),
+        max_batch: int = 64,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._rules = rules
         self._clock = clock
         self._on_commit = on_commit
         self._options = options
+        self._committer: GroupCommitter[_Prepared, IntakeResult] = GroupCommitter(self._write, max_batch=max_batch)
 
     async def handle(self, inbound: Inbound) -> IntakeResult:
+        """Redact, classify and commit one request; returns once it is durable (or a duplicate)."""
+        return await self._committer.submit(self._prepare(inbound))
+
+    def _prepare(self, inbound: Inbound) -> _Prepared:
         text = inbound.text.strip()
         if len(text) > self._options.max_message_chars:
             text = text[: self._options.max_message_chars] + TRUNCATED
@@ -95,34 +116,56 @@ class Intake:
             channel_id=inbound.channel_id, user_groups=inbound.user_groups, channel_type=inbound.channel_type,
         )
         decision = classify_safely(self._rules.classifier, message)
+        return _Prepared(inbound, redaction.text, redaction.kinds, decision, uuid.uuid4().hex[:12])
+
+    async def _write(self, batch: Sequence[_Prepared]) -> list[IntakeResult]:
+        """One transaction for a batch: event ids, tickets, outbox rows."""
         now = self._clock()
-        uid = uuid.uuid4().hex[:12]
+        results: list[IntakeResult] = [IntakeResult(duplicate=True)] * len(batch)
         async with self._sessionmaker.begin() as session:
-            fresh = await service.record_inbound(
-                session=session, platform=inbound.platform, event_id=inbound.event_id, now=now
+            fresh = await bulk.record_inbound_many(
+                session=session, events=[(p.inbound.platform, p.inbound.event_id) for p in batch], now=now
             )
-            if not fresh:
-                return IntakeResult(duplicate=True)
-            ticket = await service.create_ticket(
-                session=session, now=now, platform=inbound.platform, user_id=inbound.user_id,
-                user_name=inbound.user_name, channel_id=inbound.channel_id, thread_ref=inbound.thread_ref,
-                text=redaction.text, route=decision.route, severity=decision.severity, queue=decision.queue,
-                rule_id=decision.rule_id, ruleset_version=decision.ruleset_version, why=decision.why,
-                terms=list(decision.terms), redactions=list(redaction.kinds), fail_closed=decision.fail_closed,
-                conversation={"reply_kind": inbound.reply_kind, **inbound.reply_target} if inbound.reply_kind else None,
+            accepted: list[int] = []
+            for i, p in enumerate(batch):
+                key = (p.inbound.platform, p.inbound.event_id)
+                if key in fresh:  # first of its event id in this batch and never seen before
+                    fresh.discard(key)
+                    accepted.append(i)
+            if not accepted:
+                return results
+            ids = await bulk.create_tickets(
+                session=session, rows=[self._ticket_row(batch[i]) for i in accepted], now=now
             )
-            reply = intake_reply(ticket.key, decision, redaction.kinds)
-            kinds: list[str] = []
-            for kind, payload, key in self._deliveries(ticket.key, uid, inbound, decision, redaction.text, reply, now):
-                await service.enqueue(
-                    session=session, kind=kind, payload=payload, idempotency_key=key, now=now, ticket_id=ticket.id
+            rows: list[dict[str, Any]] = []
+            for i, ticket_id in zip(accepted, ids):
+                p = batch[i]
+                key = ticket_key(ticket_id)
+                reply = intake_reply(key, p.decision, p.redacted)
+                deliveries = self._deliveries(key, p.uid, p.inbound, p.decision, p.text, reply, now)
+                rows.extend(
+                    {"kind": kind, "payload": payload, "idempotency_key": idem, "ticket_id": ticket_id}
+                    for kind, payload, idem in deliveries
                 )
-                kinds.append(kind)
+                results[i] = IntakeResult(
+                    duplicate=False, ticket=key, decision=p.decision, reply=reply, redacted=p.redacted,
+                    outbox=tuple(kind for kind, _, _ in deliveries),
+                )
+            await bulk.enqueue_many(session=session, rows=rows, now=now)
         self._on_commit()
-        return IntakeResult(
-            duplicate=False, ticket=ticket.key, decision=decision, reply=reply,
-            redacted=redaction.kinds, outbox=tuple(kinds),
-        )
+        return results
+
+    @staticmethod
+    def _ticket_row(p: _Prepared) -> dict[str, Any]:
+        inbound, decision = p.inbound, p.decision
+        return {
+            "platform": inbound.platform, "user_id": inbound.user_id, "user_name": inbound.user_name,
+            "channel_id": inbound.channel_id, "thread_ref": inbound.thread_ref, "text": p.text,
+            "route": decision.route, "severity": decision.severity, "queue": decision.queue,
+            "rule_id": decision.rule_id, "ruleset_version": decision.ruleset_version, "why": decision.why,
+            "terms": list(decision.terms), "redactions": list(p.redacted), "fail_closed": decision.fail_closed,
+            "conversation": {"reply_kind": inbound.reply_kind, **inbound.reply_target} if inbound.reply_kind else None,
+        }
 
     def _deliveries(
         self, key: str, uid: str, inbound: Inbound, decision: Decision, text: str, reply: Reply, now: datetime

@@ -1,0 +1,101 @@
+"""Set-at-a-time writes for the intake path: a few statements per batch, whatever its size.
+
+Intake commits requests that arrive together in one transaction (group commit). These functions
+make that transaction a constant number of statements: one ``INSERT … ON CONFLICT DO NOTHING
+RETURNING`` for the event ids, one multi-row ``INSERT … RETURNING`` for the tickets, one for the
+outbox rows. Session keyword-only, no commits, as everywhere in ``storage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import InboundEvent, OutboxRow, Ticket
+
+
+_EVENTS = InboundEvent.__table__
+_TICKETS = Ticket.__table__
+_OUTBOX = OutboxRow.__table__
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_EVENTS)
+    return stmt.on_conflict_do_nothing(index_elements=["platform", "event_id"]).returning(
+        _EVENTS.c.platform, _EVENTS.c.event_id
+    )
+
+
+_INSERT_EVENTS = {"postgresql": _insert_ignoring_duplicates("postgresql"), "sqlite": _insert_ignoring_duplicates("sqlite")}
+_INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = insert(_OUTBOX)
+
+
+async def record_inbound_many(
+    *, session: AsyncSession, events: Sequence[tuple[str, str]], now: datetime
+) -> set[tuple[str, str]]:
+    """Remember ``(platform, event_id)`` pairs; returns those that were new.
+
+    Pairs already stored (platform retries) are skipped without aborting the transaction.
+    """
+    if not events:
+        return set()
+    dialect = (await session.connection()).dialect.name
+    params = [{"platform": p, "event_id": e, "received_at": now} for p, e in dict.fromkeys(events)]
+    result = await session.execute(_INSERT_EVENTS[dialect], params)
+    return {(row.platform, row.event_id) for row in result}
+
+
+async def create_tickets(*, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> list[int]:
+    """Insert tickets; returns their ids in the order of ``rows``."""
+    if not rows:
+        return []
+    params = [{**_TICKET_DEFAULTS, "created_at": now, "updated_at": now, **row} for row in rows]
+    result = await session.execute(_INSERT_TICKETS, params)
+    return [row.id for row in result]
+
+
+async def enqueue_many(*, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Insert pending outbox rows (``kind``, ``payload``, ``idempotency_key``, ``ticket_id``), due now."""
+    if not rows:
+        return
+    params = [{**_OUTBOX_DEFAULTS, "created_at": now, "next_attempt_at": now, **row} for row in rows]
+    await session.execute(_INSERT_OUTBOX, params)
+
+
+_TICKET_DEFAULTS: dict[str, Any] = {
+    "status": "open", "user_name": "", "channel_id": "", "thread_ref": None, "why": "", "terms": [],
+    "redactions": [], "fail_closed": False, "conversation": None,
+}
+_OUTBOX_DEFAULTS: dict[str, Any] = {
+    "status": "pending", "attempts": 0, "ticket_id": None, "locked_until": None, "locked_by": None,
+    "delivered_at": None, "dead_at": None, "detail": None, "last_error": None, "remote_id": None,
+}
+
+
+_MARK_DELIVERED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status != "delivered")
+    .values(
+        status="delivered", delivered_at=bindparam("now"), detail=bindparam("detail"),
+        remote_id=bindparam("remote_id"), attempts=_OUTBOX.c.attempts + 1,
+        locked_until=None, locked_by=None,
+    )
+)
+
+
+async def mark_delivered_many(
+    *, session: AsyncSession, deliveries: Sequence[tuple[int, str, str | None]], now: datetime
+) -> None:
+    """Record ``(row_id, detail, remote_id)`` deliveries in one executemany (as ``mark_delivered``)."""
+    if not deliveries:
+        return
+    await session.execute(
+        _MARK_DELIVERED,
+        [{"row_id": rid, "now": now, "detail": detail, "remote_id": remote} for rid, detail, remote in deliveries],
+    )
