@@ -439,7 +439,138 @@ NEVER_PAGE = [
 ]
 
 
-@pytest.mark.parametrize("text", PAGE_SECURITY + PAGE_OUTAGE)
+# -- chat phrasings of the page concepts (any_of rules), written for these tests ------------------------
+# Each concept in several wordings: typos, other languages, long messages, no key phrase at all.
+
+PAGE_CHAT = [
+    "every folder on the s: drive has a READ_ME.txt asking for bitcoin",
+    'my pc says "your documents, photos and databases have been encrypted"',
+    "guys the S drive is full of files with weird names and a text file telling us to contact some email to get them back",
+    "something is renaming all the files on the N drive",
+    "the shared folders are getting encrypted one after another, please help",
+    "all docs on the team sharepoint now end with .xyz123 and wont open",
+    "tous nos fichiers sont chiffrés, il y a une demande de rançon",
+    "los archivos del servidor están cifrados y piden un rescate en bitcoin",
+    "i think i have ransomeware, my files are encripted",
+    "ich habe mein Passwort auf einer gefälschten Seite eingegeben",
+    "hey, I did something dumb: got an email about a shared file, it asked me to sign in with microsoft so I did, then it just went to google",
+    'a "supplier" called and asked me to confirm our login to the portal and I did, now I\'m not sure that was really them',
+    "someone from 'the bank' got me to read out the code from my phone",
+    "i think I've been scammed: gave remote access to a 'microsoft technician' who called me",
+    "got a phising email this morning, clicked and put in my pasword before i realised",
+    "i keep getting authenticator requests and I'm not even logging in",
+    "approved a sign-in I didn't recognise on my phone, by accident",
+    "my outlook sent 500 emails to my contacts that I never wrote",
+    "lots of people are getting a teams chat from our CFO with a weird file, she says she didn't send anything",
+    "got an email saying my password was changed but I never changed it",
+    "somebody changed my direct deposit info in workday",
+    "somebody logged into the HR system with my account yesterday at 11pm, I was asleep",
+    "there are sign-ins on my account from Russia, I'm in London",
+    "i'm getting texts with login codes i never asked for and now outlook says my password is wrong",
+    "got a security alert from microsoft last night and now my password doesn't work anymore",
+    "my mailbox has a rule deleting all emails from the bank, I didn't create it",
+    "the server room aircon died and it's 40 degrees",
+    "a caller pretending to be from IT support got my password out of me",
+    "there is an admin account on the server nobody knows about",
+    "the domain admin password was changed and none of us did it",
+    "edr detected cobalt strike beacon on a workstation",
+    "a guy said he was from the printer company and plugged a device into our network cabinet, nobody booked him",
+    "SentinelOne is alerting on 20 machines at the same time",
+    "defender keeps detecting the same malware on different machines across the office",
+    "our website was defaced",
+    "someone posted our employee salary list on reddit",
+    "HR accidentally put the salary spreadsheet on the public website",
+    "we sent the whole employee list with social security numbers to a vendor by accident",
+    "the intranet shows someone else's payslip when I open mine",
+    "a contractor copied the entire customer database to a usb drive",
+    "the firewall shows our file server talking to some IP in another country all night, gigabytes going out",
+    "our shop website is not working at all, customers can't order",
+    "the payment system is down, we can't charge customers",
+    "the tills at all three stores just went blank",
+    "the door access system failed, people are stuck outside",
+    "zoom is down for the whole org",
+    "SharePoint is having a major outage",
+    "vpn is down and 300 people work from home today",
+    "none of the computers in the shop work",
+    "kein Netzwerk im ganzen Lager, die Scanner funktionieren nicht",
+    "le standard téléphonique est en panne, plus aucun appel entrant",
+    "no podemos cobrar, los datáfonos no funcionan en ninguna tienda",
+    "water coming through the ceiling in the server room",
+    "our data center lost cooling and temperatures are climbing fast",
+    "the network in the warehouse is dead, pickers can't scan",
+    "we lost internet at the head office",
+    "exchange is down",
+]
+
+# -- in-house vocabulary that chat uses for non-emergencies -----------------------------------------------
+
+INTERNAL_CHAT = [
+    "vulnerability scan found 40 high findings on the web servers",
+    "a new critical CVE for our firewall, do we need to patch tonight?",
+    "EDR console shows 12 agents offline since the weekend",
+    "there are 40 accounts of people who left that are still enabled",
+    "someone held the door open for a stranger at reception",
+    "got a call from 'microsoft' asking about my computer, I hung up",
+    "someone tried to log into my account from abroad but it was blocked",
+    "one of the two internet lines is down, we're on backup",
+    "the secondary circuit at the warehouse is down, primary is fine",
+    "our web shop feels slow today but orders still go through",
+    "kubernetes pods keep restarting in prod but the service is up",
+    "the event log on the dc shows lots of kerberos errors",
+    "server01 rebooted unexpectedly, it's back now",
+    "we had a short network blip at 10am, all fine now",
+    "the DLP tool flagged someone emailing a spreadsheet to their gmail",
+    "someone called asking for our wifi password, I didn't give it",
+]
+
+# -- false friends of the new concepts: past / planned / hypothetical outages, one person's app, tests,
+#    locked-for-editing, renamed-by-me, sent-by-mistake, help-desk resets ... never page -----------------
+
+NEVER_PAGE_CHAT = [
+    "the erp was down this morning but it's back now, just fyi",
+    "why was email down for everyone yesterday?",
+    "what's the process if the website goes down?",
+    "who do I call if the tills go down on the weekend?",
+    "heads up: the internet will be down saturday 6-8am for an upgrade",
+    "is teams down or is it just me?",
+    "my home broadband is down, can I expense a hotspot?",
+    "teams is frozen on my laptop",
+    "the website won't load on my phone",
+    "our antivirus licence expires next month",
+    "I didn't enter my password, I closed the tab",
+    "can you send me the presentation about phishing and ransomware?",
+    "my authenticator shows a random number, what do I type?",
+    "everyone in my team lost their desktop shortcuts after the update",
+    "whole team can't see the new sharepoint page, please give us access",
+    "is the erp down? I get a timeout, maybe my vpn",
+    "the vpn gateway has failed over, users did not notice",
+    "a phishing test email went out, some people entered their password on the test page",
+    "my excel file is locked for editing by another user",
+    "all files in my downloads folder got renamed after the windows update??",
+    "my keycard doesn't open the garage anymore",
+    "I accidentally shared my screen with the customer lol",
+    "the printer in the finance office is offline",
+    "someone from finance gave me their login for the report, is that allowed?",
+    "the pdf files have a .pdf.download ending, how do I open them",
+    "my documents show a weird extension after I copied them from a mac",
+    "clicked the link in the welcome email and typed my password, now it says expired",
+    "I entered the code from the authenticator but the page just reloads",
+    "i accidentally deleted the customer list, can you restore it from backup",
+    "I sent the wrong file to a customer by mistake, can I recall the email?",
+    "could somebody unlock my account, i fat-fingered the password",
+    "i'm abroad for work and can't log in to the vpn",
+    "the encrypted email from the bank won't open, how do I read it?",
+    "the fire alarm test is at 10am",
+    "i filled in the it satisfaction survey with my login, is that anonymous?",
+    "I approved the mfa at night from home, is that fine?",
+    "a user in finance is downloading thousands of invoices for the audit, is that ok?",
+    "the room is 30 degrees, can we get a fan?",
+    "a supplier is demanding payment for an overdue invoice",
+    "got an extortion email saying they recorded me on my webcam, want bitcoin",
+]
+
+
+@pytest.mark.parametrize("text", PAGE_SECURITY + PAGE_OUTAGE + PAGE_CHAT)
 def test_pages(classifier: Classifier, text: str) -> None:
     d = decide(classifier, text)
     assert d.route == "page", f"{text!r} -> {d.route} ({d.why})"
@@ -453,7 +584,7 @@ def test_routine_goes_to_the_msp(classifier: Classifier, text: str) -> None:
     assert d.queue == "msp-service-desk"
 
 
-@pytest.mark.parametrize("text", INTERNAL)
+@pytest.mark.parametrize("text", INTERNAL + INTERNAL_CHAT)
 def test_security_and_servers_go_in_house(classifier: Classifier, text: str) -> None:
     d = decide(classifier, text)
     assert d.route == "internal", f"{text!r} -> {d.route} ({d.why})"
@@ -465,6 +596,50 @@ def test_false_friends_and_negations_never_page(classifier: Classifier, text: st
     d = decide(classifier, text)
     assert d.route != "page", f"{text!r} paged ({d.why})"
     assert d.route in allowed, f"{text!r} -> {d.route} ({d.why})"
+
+
+@pytest.mark.parametrize("text", NEVER_PAGE_CHAT)
+def test_chat_false_friends_never_page(classifier: Classifier, text: str) -> None:
+    d = decide(classifier, text)
+    assert d.route in {"msp", "internal"}, f"{text!r} paged ({d.why})"
+
+
+@pytest.mark.parametrize("system", ["erp", "web shop", "payroll system", "booking system", "phone system",
+                                    "warehouse system", "payment gateway", "file server", "badge system"])
+def test_a_critical_system_down_pages_but_not_on_my_laptop(classifier: Classifier, system: str) -> None:
+    # The concept, not a phrase: any shared-by-nature system x any outage word.
+    assert decide(classifier, f"the {system} is down").route == "page"
+    assert decide(classifier, f"{system} crashed, nothing we can do").route == "page"
+    assert decide(classifier, f"the {system} is down on my laptop").route != "page"
+    assert decide(classifier, f"the {system} will be down on sunday for maintenance").route != "page"
+    assert decide(classifier, f"why was the {system} down yesterday?").route != "page"
+
+
+@pytest.mark.parametrize("secret", ["password", "login", "MFA code", "bank details"])
+@pytest.mark.parametrize("given", ["typed", "entered", "put in"])
+def test_a_secret_given_to_something_fake_pages(classifier: Classifier, secret: str, given: str) -> None:
+    assert decide(classifier, f"I {given} my {secret} on a fake site").route == "page"
+    assert decide(classifier, f"oops, {given} my {secret} after clicking a link in a weird email").route == "page"
+    # Log-in trouble with the same words is routine.
+    assert decide(classifier, f"I {given} my {secret} and it says invalid").route != "page"
+
+
+@pytest.mark.parametrize(("scope", "pages"), [
+    ("for everyone", True), ("for the whole office", True), ("for all 40 of us", True),
+    ("for 40 people", True), ("nobody can work", True), ("for me", False), ("at home", False),
+    ("for me, everyone else is fine", False),
+])
+def test_scope_decides_whether_a_personal_service_outage_pages(classifier: Classifier, scope: str,
+                                                             pages: bool) -> None:
+    # E-mail / Teams / VPN can be down for one person; scope words (or "outage") make it shared.
+    text = f"teams is down {scope}"
+    assert (decide(classifier, text).route == "page") is pages, f"{text!r}: {decide(classifier, text).why}"
+
+
+def test_emphasis_is_not_negation(classifier: Classifier) -> None:
+    # "not a drill" must not negate the ransom note that follows it.
+    assert decide(classifier, "no joke, not a drill: ransom note popped up on the finance server").route == "page"
+    assert decide(classifier, "ransomware drill on friday, please join").route != "page"
 
 
 def test_suspicious_mail_goes_to_security_not_the_msp(classifier: Classifier) -> None:
@@ -491,12 +666,13 @@ def test_same_words_different_scope(classifier: Classifier) -> None:
 
 def test_every_page_rule_is_exercised(classifier: Classifier, policy: dict[str, Any]) -> None:
     page_rules = {r["id"] for r in policy["rules"] if r["route"] == "page"}
-    fired = {decide(classifier, t).rule_id for t in PAGE_SECURITY + PAGE_OUTAGE}
+    fired = {decide(classifier, t).rule_id for t in PAGE_SECURITY + PAGE_OUTAGE + PAGE_CHAT}
     assert page_rules - fired == set(), "page rules no chat phrasing here reaches"
 
 
 def test_there_are_enough_phrasings() -> None:
     assert len(PAGE_SECURITY + PAGE_OUTAGE + MSP + INTERNAL + NEVER_PAGE) >= 60
+    assert len(PAGE_CHAT + INTERNAL_CHAT + NEVER_PAGE_CHAT) >= 60
 
 
 # -- the shape of the policy -------------------------------------------------------------------------
