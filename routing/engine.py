@@ -22,7 +22,7 @@ import re2
 
 from routing.model import ROUTE_RANK, Decision, Message, Rule, RuleMatch, RuleSet
 from routing.rules import compile_regex, re2_options
-from routing.text import NEGATION_WINDOW, NEGATORS, fold, padded_folded, term_key
+from routing.text import BREAK, NEGATION_WINDOW, NEGATORS, fold, padded_folded, term_key
 
 FAIL_CLOSED_RULE = "fail-closed"
 
@@ -226,7 +226,10 @@ def _negated(text: str, start: int) -> bool:
         if end <= 0:
             return False
         begin = text.rfind(" ", 0, end) + 1
-        if text[begin:end] in NEGATORS:
+        word = text[begin:end]
+        if word == BREAK:
+            return False
+        if word in NEGATORS:
             return True
         end = begin - 1
     return False

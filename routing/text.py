@@ -48,13 +48,24 @@ def words(text: str) -> list[str]:
     return words_folded(fold(text))
 
 
+#: Sentence punctuation followed by a space (or a line break): "down. everyone" but not "v2.3".
+_SENTENCE_BREAK = re.compile(r"[.!?;:]+(?:\s|$)|\n")
+#: Stands between sentences in the padded form: no term can span it, no negation crosses it.
+BREAK = "|"
+
+
 def padded_folded(folded: str) -> str:
     """:func:`padded` of text that is already folded."""
-    return " " + " ".join(words_folded(folded)) + " "
+    sentences = (" ".join(words_folded(part)) for part in _SENTENCE_BREAK.split(folded))
+    return " " + f" {BREAK} ".join(s for s in sentences if s) + " "
 
 
 def padded(text: str) -> str:
-    """The space-padded word form of ``text``: ``" outlook keeps crashing "``."""
+    """The space-padded word form of ``text``: ``" outlook keeps crashing "``.
+
+    Sentences are joined by :data:`BREAK`, so a phrase never matches across a full stop and a
+    negation ("not a drill: ransom note") does not reach into the next sentence.
+    """
     return padded_folded(fold(text))
 
 

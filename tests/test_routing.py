@@ -36,7 +36,8 @@ def decide(ruleset: Any, text: str, **msg: Any) -> Any:
         ("Outlook keeps CRASHING!", " outlook keeps crashing "),
         ("e-mail down", " e mail down "),
         ("Größe", " grosse "),
-        ("Störung: Drucker", " storung drucker "),
+        ("Störung: Drucker", " storung | drucker "),
+        ("down. everyone, v2.3 too", " down | everyone v2 3 too "),
         ("café déjà vu", " cafe deja vu "),
         ("isn't working", " isnt working "),
         ("", "  "),
@@ -267,3 +268,13 @@ def test_any_of_round_trips_and_validates() -> None:
         rs({"id": "g", "route": "msp", "queue": "msp", "when": {"any_of": [["b"], []]}})
     with pytest.raises(RuleSetError, match=r"any_of\[0\]\[0\]: term '\?\?' has no letters"):
         rs({"id": "g", "route": "msp", "queue": "msp", "when": {"any_of": [["??"]]}})
+
+
+def test_sentences_bound_phrases_and_negation() -> None:
+    aware = rs({"id": "r", "route": "page", "queue": "oncall", "ignore_negated": True,
+                "when": {"any": ["ransom note", "down everywhere"]}})
+    assert decide(aware, "not a drill: ransom note on every screen").rule_id == "r"
+    assert decide(aware, "this is not a drill. ransom note on every screen").rule_id == "r"
+    assert decide(aware, "no ransom note here").rule_id == "default"
+    assert decide(aware, "the vpn is down. everywhere else is fine").rule_id == "default"  # no phrase across sentences
+    assert decide(aware, "vpn down everywhere").rule_id == "r"
