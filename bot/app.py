@@ -15,7 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -23,16 +23,23 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from bot.config import Settings, extra_admins, teams_mode
 from bot.connectors import LocalSink, MspWebhookConnector, PagerDutyConnector, SlackWebConnector
+from bot.connectors.teams import BotTokenProvider, TeamsConnector
+from bot.directory import PlatformDirectory, SlackGroupDirectory
 from bot.metrics import Metrics
 from bot.slack import SlackEdge
+from handlers.admin_rules import RulesAdmin, RulesAdminOptions
 from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
 from handlers.intake import Intake, IntakeOptions
 from handlers.ports import Connector, DeliveryResult
+from handlers.rules_access import AdminAccess, AdminPolicy
 from handlers.rules_state import ActiveRules
 from storage import db, service
+
+if TYPE_CHECKING:
+    from bot.teams import TeamsEdge
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ CLOCK = web.AppKey("clock", Callable)  # type: ignore[arg-type]
 METRICS = web.AppKey("metrics", Metrics)
 SLACK = web.AppKey("slack", SlackEdge)
 READY = web.AppKey("ready", dict)
+TEAMS: web.AppKey[TeamsEdge] = web.AppKey("teams")
 
 
 def utcnow() -> datetime:
@@ -95,9 +103,57 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
             connectors["admin.alert"] = ChannelPoster(
                 inner=web_api, channel=settings.admins.alert_slack_channel, kind="admin.alert"
             )
-    for kind in ("slack.post", "internal", "admin.alert"):
+    teams = settings.teams
+    mode = teams_mode(settings)
+    if mode != "disabled":
+        tokens = None
+        if mode == "validate" and teams.app_id and teams.app_password is not None:
+            tokens = BotTokenProvider(session=http, app_id=teams.app_id, app_password=teams.app_password,
+                                      token_url=teams.token_url, timeout=teams.timeout_seconds)
+        connectors["teams.post"] = TeamsConnector(
+            session=http, tokens=tokens, service_url_prefixes=teams.connector_urls, timeout=teams.timeout_seconds
+        )
+    for kind in ("slack.post", "internal", "admin.alert", "teams.post"):
         connectors.setdefault(kind, LocalSink(kind))
     return connectors
+
+
+def _teams_edge(settings: Settings, core: Core, metrics: Metrics, clock: Clock) -> TeamsEdge | None:
+    """The Teams edge, or None when Teams is not configured (botbuilder is only imported if it is)."""
+    mode = teams_mode(settings)
+    if mode == "disabled":
+        return None
+    from bot.teams import HandoffTeamsBot, TeamsEdge
+    from bot.teams_auth import SigningKeys, TokenValidator
+
+    teams = settings.teams
+    validator = None
+    if mode == "validate" and teams.app_id:
+        keys = SigningKeys(session=core.http, metadata_url=teams.openid_url, timeout=teams.timeout_seconds)
+        validator = TokenValidator(app_id=teams.app_id, keys=keys, leeway=teams.clock_skew_seconds)
+    else:
+        log.warning("!" * 78)
+        log.warning("TEAMS TOKENS ARE NOT VALIDATED (HANDOFF_TEAMS_AUTH=off): anyone who can reach "
+                    "%s:%s can post as any Teams user. Local testing only.", settings.server.host, settings.server.port)
+        log.warning("!" * 78)
+    bot = HandoffTeamsBot(intake=core.intake, commands=core.commands, sessionmaker=core.sessionmaker, clock=clock,
+                          metrics=metrics, on_commit=core.worker.wake)
+    return TeamsEdge(bot=bot, validator=validator, metrics=metrics)
+
+
+def _rules_admin(settings: Settings, *, sessionmaker: async_sessionmaker[AsyncSession], rules: ActiveRules,
+                 http: aiohttp.ClientSession, clock: Clock) -> RulesAdmin:
+    """The ``rules`` command: admins from app.yaml and HANDOFF_ADMINS, Slack user groups via the Web API."""
+    admins, ra = settings.admins, settings.rules_admin
+    directories: dict[str, SlackGroupDirectory] = {}
+    if settings.slack.bot_token is not None:
+        directories["slack"] = SlackGroupDirectory(session=http, token=settings.slack.bot_token,
+                                                   base_url=settings.slack.api_url, ttl=ra.group_cache_seconds)
+    policy = AdminPolicy.build(slack=admins.slack, teams=admins.teams, slack_groups=admins.slack_groups,
+                               teams_groups=admins.teams_groups, env_admins=extra_admins())
+    return RulesAdmin(sessionmaker=sessionmaker, rules=rules, clock=clock,
+                      access=AdminAccess(policy=policy, directory=PlatformDirectory(directories)),
+                      options=RulesAdminOptions(replay_days=ra.replay_days, replay_budget_seconds=ra.replay_budget_seconds))
 
 
 @dataclass
@@ -148,7 +204,9 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                     pager_source=settings.pagerduty.source,
                 ),
             )
-            yield Core(settings, engine, sessionmaker, rules, http, worker, intake, CommandRouter(intake=intake))
+            commands = CommandRouter(intake=intake)
+            commands.register(_rules_admin(settings, sessionmaker=sessionmaker, rules=rules, http=http, clock=clock).command())
+            yield Core(settings, engine, sessionmaker, rules, http, worker, intake, commands)
     finally:
         await engine.dispose()
 
@@ -172,12 +230,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 socket_mode = AsyncSocketModeHandler(edge.app, slack.app_token.get_secret_value())
                 await socket_mode.connect_async()
                 log.info("Slack Socket Mode connected")
+        teams_edge = _teams_edge(settings, core, metrics, app[CLOCK])
+        if teams_edge is not None:
+            app[TEAMS] = teams_edge
 
         _banner(settings, core, slack_ready=SLACK in app, socket_mode=socket_mode is not None)
+        log.info("Teams: %s", "POST /api/messages" if teams_edge is not None
+                 else "not configured (set TEAMS_APP_ID and TEAMS_APP_PASSWORD)")
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(core.worker.run(stop), name="outbox-worker"),
-            asyncio.create_task(core.rules.watch(stop), name="rules-watch"),
+            asyncio.create_task(core.rules.watch(stop, interval=settings.rules_admin.watch_interval_seconds),
+                                name="rules-watch"),
         ]
         app[READY]["worker"] = tasks[0]
         try:
@@ -186,6 +250,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             stop.set()
             if socket_mode is not None:
                 await socket_mode.close_async()
+            if teams_edge is not None:
+                await teams_edge.close()
             for task in tasks:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
@@ -223,6 +289,16 @@ async def slack_events(request: web.Request) -> web.Response:
             status=404,
         )
     with request.app[METRICS].intake_latency.labels(platform="slack").time():
+        return await edge.handle(request)
+
+
+async def teams_messages(request: web.Request) -> web.Response:
+    edge = request.app.get(TEAMS)
+    if edge is None:
+        return web.json_response(
+            {"ok": False, "error": "Teams is not configured: set TEAMS_APP_ID and TEAMS_APP_PASSWORD"}, status=404
+        )
+    with request.app[METRICS].intake_latency.labels(platform="teams").time():
         return await edge.handle(request)
 
 
@@ -272,6 +348,7 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
     app[READY] = {}
     app.cleanup_ctx.append(_services)
     app.router.add_post("/slack/events", slack_events)
+    app.router.add_post("/api/messages", teams_messages)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

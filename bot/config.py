@@ -7,13 +7,14 @@ Secrets are :class:`pydantic.SecretStr`: they never appear in ``repr``, logs or 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from routing.model import RuleSet
 from routing.rules import RuleSetError, ruleset_from_dict
@@ -21,6 +22,12 @@ from routing.rules import RuleSetError, ruleset_from_dict
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "app.yaml"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SLACK_API_URL = "https://slack.com/api/"
+#: Bot Framework: signing keys of the tokens Teams sends us, and where the bot gets its own tokens.
+TEAMS_OPENID_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+TEAMS_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+#: Service URL prefix of the public Teams cloud: replies (and our bearer token) only go there.
+TEAMS_CONNECTOR_URL = "https://smba.trafficmanager.net/"
+LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class ConfigError(ValueError):
@@ -46,6 +53,42 @@ class SlackConfig(_Section):
     app_token: SecretStr | None = None
 
 
+class TeamsConfig(_Section):
+    """Microsoft Teams (Bot Framework). Teams is served when ``app_id`` is set (or auth is off)."""
+
+    app_id: str | None = None
+    app_password: SecretStr | None = None
+    app_type: Literal["MultiTenant", "SingleTenant"] = "MultiTenant"
+    tenant_id: str | None = None
+    auth: Literal["on", "off"] = "on"
+    openid_url: str = TEAMS_OPENID_URL
+    oauth_url: str | None = Field(default=None, description="Token endpoint; default from app_type and tenant_id")
+    connector_urls: list[str] = Field(default_factory=lambda: [TEAMS_CONNECTOR_URL], min_length=1)
+    clock_skew_seconds: int = Field(default=300, ge=0, le=600)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("connector_urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("connector_urls")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        # "https://host/" is a prefix of that host only; "https://host" would also match host.evil.com
+        return [v if v.endswith("/") else v + "/" for v in value]
+
+    @property
+    def token_url(self) -> str:
+        """Where the client-credentials token is fetched (the bot's own outbound token)."""
+        if self.oauth_url:
+            return self.oauth_url
+        tenant = self.tenant_id if self.app_type == "SingleTenant" and self.tenant_id else "botframework.com"
+        return TEAMS_TOKEN_URL.format(tenant=tenant)
+
+
 class MspConfig(_Section):
     url: str | None = None
     secret: SecretStr | None = None
@@ -67,6 +110,17 @@ class AdminsConfig(_Section):
     slack: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
     alert_slack_channel: str | None = Field(default=None, description="Where dead letters are reported")
+    slack_groups: list[str] = Field(default_factory=list, description="Slack user groups (id S0… or handle) of rule admins")
+    teams_groups: list[str] = Field(default_factory=list, description="Teams groups of rule admins (not supported yet)")
+
+
+class RulesAdminConfig(_Section):
+    """Rule editing by chat: how fast replicas follow a new version, replay window and time budget."""
+
+    watch_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    replay_days: int = Field(default=7, ge=1, le=90)
+    replay_budget_seconds: float = Field(default=2.5, gt=0, le=600)
+    group_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
 
 
 class DeliveryConfig(_Section):
@@ -89,10 +143,12 @@ class Settings(_Section):
     config_path: Path
     server: ServerConfig = Field(default_factory=ServerConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
+    teams: TeamsConfig = Field(default_factory=TeamsConfig)
     msp: MspConfig = Field(default_factory=MspConfig)
     pagerduty: PagerDutyConfig = Field(default_factory=PagerDutyConfig)
     internal: InternalConfig = Field(default_factory=InternalConfig)
     admins: AdminsConfig = Field(default_factory=AdminsConfig)
+    rules_admin: RulesAdminConfig = Field(default_factory=RulesAdminConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     routing: dict[str, Any]
@@ -120,10 +176,18 @@ ENV_MAP: dict[str, tuple[str, str]] = {
     "HANDOFF_MSP_SECRET": ("msp", "secret"),
     "PAGERDUTY_ROUTING_KEY": ("pagerduty", "routing_key"),
     "PAGERDUTY_EVENTS_URL": ("pagerduty", "events_url"),
+    "TEAMS_APP_ID": ("teams", "app_id"),
+    "TEAMS_APP_PASSWORD": ("teams", "app_password"),
+    "TEAMS_APP_TYPE": ("teams", "app_type"),
+    "TEAMS_TENANT_ID": ("teams", "tenant_id"),
+    "HANDOFF_TEAMS_AUTH": ("teams", "auth"),
+    "TEAMS_OPENID_URL": ("teams", "openid_url"),
+    "TEAMS_OAUTH_URL": ("teams", "oauth_url"),
+    "TEAMS_CONNECTOR_URL": ("teams", "connector_urls"),
 }
 #: Keys that may only come from the environment: writing them in app.yaml is refused.
 SECRET_KEYS = {("slack", "signing_secret"), ("slack", "bot_token"), ("slack", "app_token"),
-               ("msp", "secret"), ("pagerduty", "routing_key")}
+               ("msp", "secret"), ("pagerduty", "routing_key"), ("teams", "app_password")}
 ENV_NAME = {v: k for k, v in ENV_MAP.items()}
 
 
@@ -181,7 +245,50 @@ def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None 
         settings.ruleset()
     except RuleSetError as exc:
         raise ConfigError("\n".join(f"routing.{p}" for p in exc.problems)) from None
+    teams_mode(settings)
     return settings
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.strip().lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def teams_mode(settings: Settings) -> Literal["validate", "off", "disabled"]:
+    """How the Teams endpoint runs: ``validate`` (tokens checked), ``off`` (local testing), ``disabled``.
+
+    Raises:
+        ConfigError: validation switched off with an app id or on a non-loopback bind, an app id
+            without a password, or a single-tenant app without its tenant.
+    """
+    teams = settings.teams
+    if teams.auth == "off":
+        if teams.app_id:
+            raise ConfigError(
+                "teams.auth (from HANDOFF_TEAMS_AUTH): 'off' cannot be combined with TEAMS_APP_ID; Teams tokens "
+                "are always validated when an app id is set"
+            )
+        if not is_loopback(settings.server.host):
+            raise ConfigError(
+                f"teams.auth (from HANDOFF_TEAMS_AUTH): 'off' is only allowed on a loopback bind "
+                f"(HANDOFF_HOST=127.0.0.1, ::1 or localhost), not {settings.server.host!r}"
+            )
+        return "off"
+    if not teams.app_id:
+        return "disabled"
+    problems = []
+    if teams.app_password is None:
+        problems.append("teams.app_password: TEAMS_APP_ID is set but TEAMS_APP_PASSWORD is not (replies need it)")
+    if teams.app_type == "SingleTenant" and not teams.tenant_id:
+        problems.append("teams.tenant_id: TEAMS_APP_TYPE=SingleTenant needs TEAMS_TENANT_ID")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return "validate"
 
 
 def extra_admins(env: Mapping[str, str] | None = None) -> list[str]:

@@ -43,3 +43,17 @@ class Connector(Protocol):
     kind: str
 
     async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult: ...
+
+
+class GroupLookupError(Exception):
+    """A group directory could not say who is in a group (unreachable, no permission, no such group)."""
+
+
+class GroupDirectory(Protocol):
+    """Who belongs to a chat platform's user group (a Slack user group, a Teams / Entra ID group).
+
+    ``group`` is what ``app.yaml`` names (a Slack user group id ``S0123`` or handle ``it-admins``).
+    Implementations cache; they raise :class:`GroupLookupError` rather than guess.
+    """
+
+    async def members(self, *, platform: str, group: str) -> frozenset[str]: ...

@@ -197,3 +197,60 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     allowed: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[dict[str, Any]]
+
+
+#: Where a rule draft's content came from: chat edits, or a pasted YAML import.
+RULE_DRAFT_ORIGINS = ("chat", "import")
+
+
+class RuleDraft(Base):
+    """An admin's pending rule set (``routing:`` mapping), based on a published version.
+
+    One per admin (``owner`` is ``platform:user id``); publishing turns it into a new
+    :class:`RulesetVersion` and deletes it.
+    """
+
+    __tablename__ = "rule_drafts"
+    __table_args__ = (
+        UniqueConstraint("owner"),
+        CheckConstraint("origin IN ('chat', 'import')", name="origin"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    base_version: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(16), default="chat")
+    content: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+#: Kinds of stored conversation references.
+CONVERSATION_KINDS = ("user", "channel", "chat")
+
+
+class ConversationRef(Base):
+    """Where a person or a channel can be reached later, outside any request (proactive messages).
+
+    One row per (platform, key): ``user:<id>`` for a requester's 1:1 chat, ``channel:<id>`` for a
+    channel the bot was added to or mentioned in, ``chat:<id>`` for a group chat. ``reference`` holds
+    what the platform needs to post there (for Teams a Bot Framework conversation reference).
+    """
+
+    __tablename__ = "conversation_refs"
+    __table_args__ = (
+        UniqueConstraint("platform", "key"),
+        CheckConstraint("kind IN ('user', 'channel', 'chat')", name="kind"),
+        Index("ix_conversation_refs_platform_kind", "platform", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(String(255))
+    service_url: Mapped[str] = mapped_column(Text)
+    conversation_id: Mapped[str] = mapped_column(Text)
+    reference: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -15,8 +15,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    CONVERSATION_KINDS,
     RULESET_SOURCES,
     AuditEntry,
+    ConversationRef,
     InboundEvent,
     RulesetVersion,
     Ticket,
@@ -37,11 +39,13 @@ __all__ = [
     "claim_due",
     "create_ticket",
     "enqueue",
+    "get_conversation_ref",
     "get_ruleset",
     "get_ticket",
     "latest_ruleset",
     "latest_ruleset_from_source",
     "list_audit",
+    "list_conversation_refs",
     "list_outbox",
     "list_rulesets",
     "mark_dead",
@@ -50,6 +54,7 @@ __all__ = [
     "outbox_stats",
     "record_inbound",
     "save_ruleset",
+    "upsert_conversation_ref",
 ]
 
 
@@ -197,4 +202,57 @@ async def audit(
 async def list_audit(*, session: AsyncSession, limit: int = 50) -> list[AuditEntry]:
     """Audit entries, newest first."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+# --- conversation references ------------------------------------------------------------------
+
+
+async def upsert_conversation_ref(
+    *,
+    session: AsyncSession,
+    platform: str,
+    key: str,
+    kind: str,
+    service_url: str,
+    conversation_id: str,
+    reference: dict[str, Any],
+    now: datetime,
+    tenant_id: str | None = None,
+) -> None:
+    """Store where ``(platform, key)`` can be reached, replacing what was stored for it.
+
+    ``INSERT .. ON CONFLICT (platform, key) DO UPDATE``: concurrent upserts of one key never fail,
+    the last one wins, and ``created_at`` keeps the first sighting.
+    """
+    if kind not in CONVERSATION_KINDS:
+        raise ValueError(f"unknown conversation kind {kind!r}; expected one of {CONVERSATION_KINDS}")
+    table = ConversationRef.__table__
+    stmt = _insert_for(await _dialect_name(session), table).values(
+        platform=platform, key=key, kind=kind, tenant_id=tenant_id, service_url=service_url,
+        conversation_id=conversation_id, reference=reference, created_at=now, updated_at=now,
+    )
+    changed = ("kind", "tenant_id", "service_url", "conversation_id", "reference", "updated_at")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["platform", "key"], set_={name: stmt.excluded[name] for name in changed}
+    )
+    await session.execute(stmt)
+
+
+async def get_conversation_ref(*, session: AsyncSession, platform: str, key: str) -> ConversationRef | None:
+    """The stored reference of ``(platform, key)`` (e.g. ``("teams", "user:<aad id>")``), or None."""
+    query = select(ConversationRef).where(ConversationRef.platform == platform, ConversationRef.key == key)
+    return (await session.scalars(query)).first()
+
+
+async def list_conversation_refs(
+    *, session: AsyncSession, platform: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[ConversationRef]:
+    """Stored references, most recently seen first, optionally of one platform and kind."""
+    query = select(ConversationRef)
+    if platform is not None:
+        query = query.where(ConversationRef.platform == platform)
+    if kind is not None:
+        query = query.where(ConversationRef.kind == kind)
+    query = query.order_by(ConversationRef.updated_at.desc(), ConversationRef.id.desc()).limit(limit)
     return list((await session.scalars(query)).all())

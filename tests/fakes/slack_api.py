@@ -38,6 +38,7 @@ MAX_TEXT = 40_000
 _SCOPES = {
     "chat.postMessage": "chat:write", "chat.postEphemeral": "chat:write", "users.info": "users:read",
     "conversations.open": "im:write", "auth.test": "",
+    "usergroups.list": "usergroups:read", "usergroups.users.list": "usergroups:read",
 }
 
 
@@ -57,6 +58,7 @@ class FakeSlackApi(FakeService):
         self.archived_channels: set[str] = set()
         self.revoked = False
         self.users: dict[str, dict[str, Any]] = {}
+        self.usergroups: dict[str, dict[str, Any]] = {}
         self.posts: list[dict[str, Any]] = []
         self.ephemerals: list[dict[str, Any]] = []
         self.responses: dict[str, list[dict[str, Any]]] = {}
@@ -104,6 +106,15 @@ class FakeSlackApi(FakeService):
             "profile": {"real_name": real_name, "display_name": name, "email": email, "team": TEAM_ID},
         }
 
+    def add_usergroup(self, group_id: str, *, handle: str, users: list[str], name: str = "",
+                      disabled: bool = False) -> None:
+        """Make ``usergroups.list`` / ``usergroups.users.list`` know a user group (``S…`` id)."""
+        self.usergroups[group_id] = {
+            "id": group_id, "team_id": TEAM_ID, "is_usergroup": True, "name": name or handle, "handle": handle,
+            "description": "", "is_external": False, "date_delete": 1 if disabled else 0, "user_count": len(users),
+            "users": list(users),
+        }
+
     def response_url(self, rid: str = "1") -> str:
         """A ``response_url`` served by this fake."""
         return self.url_for(f"/response/{rid}")
@@ -147,6 +158,7 @@ class FakeSlackApi(FakeService):
             "auth.test": self._auth_test, "chat.postMessage": self._post_message,
             "chat.postEphemeral": self._post_ephemeral, "users.info": self._users_info,
             "conversations.open": self._conversations_open,
+            "usergroups.list": self._usergroups_list, "usergroups.users.list": self._usergroups_users_list,
         }.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method", "req_method": method}, status=404)
@@ -266,6 +278,27 @@ class FakeSlackApi(FakeService):
         channel_id = prefix + hashlib.sha1(key.encode()).hexdigest()[:8].upper()
         self._dms[key] = channel_id
         return {"ok": True, "channel": {"id": channel_id}}
+
+    def _usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        include_users = str(args.get("include_users", "")).lower() in ("1", "true")
+        include_disabled = str(args.get("include_disabled", "")).lower() in ("1", "true")
+        groups = []
+        for g in self.usergroups.values():
+            if g["date_delete"] and not include_disabled:
+                continue
+            groups.append(g if include_users else {k: v for k, v in g.items() if k != "users"})
+        return {"ok": True, "usergroups": groups}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group_id = args.get("usergroup")
+        if not group_id:
+            return {"ok": False, "error": "invalid_arguments"}
+        group = self.usergroups.get(str(group_id))
+        if group is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        if group["date_delete"] and str(args.get("include_disabled", "")).lower() not in ("1", "true"):
+            return {"ok": False, "error": "usergroup_disabled"}
+        return {"ok": True, "users": list(group["users"])}
 
     # --- response_url --------------------------------------------------------------------------
     async def _response_url(self, request: web.Request) -> web.Response:

@@ -1,0 +1,85 @@
+"""Who may edit the routing rules: admins named in ``app.yaml`` or ``HANDOFF_ADMINS``, or group members.
+
+Group membership comes through the :class:`~handlers.ports.GroupDirectory` port; when the directory
+cannot answer, membership is denied (fail closed) and the reason is kept for the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from handlers.ports import GroupDirectory, GroupLookupError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPolicy:
+    """Admins per platform.
+
+    Attributes:
+        users: platform -> user ids (``admins.slack``, ``admins.teams``).
+        groups: platform -> group names or ids (``admins.slack_groups``, ``admins.teams_groups``).
+        anywhere: ids from ``HANDOFF_ADMINS``; ``platform:id`` limits one to a platform.
+    """
+
+    users: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    anywhere: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(cls, *, slack: Iterable[str] = (), teams: Iterable[str] = (), slack_groups: Iterable[str] = (),
+              teams_groups: Iterable[str] = (), env_admins: Iterable[str] = ()) -> AdminPolicy:
+        return cls(
+            users={"slack": frozenset(slack), "teams": frozenset(teams)},
+            groups={"slack": tuple(slack_groups), "teams": tuple(teams_groups)},
+            anywhere=frozenset(a.strip() for a in env_admins if a.strip()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    allowed: bool
+    reason: str
+
+
+class AdminAccess:
+    """Decides whether an actor (platform, user id) is a rule admin."""
+
+    def __init__(self, *, policy: AdminPolicy, directory: GroupDirectory | None = None) -> None:
+        self._policy = policy
+        self._directory = directory
+
+    async def check(self, platform: str, user_id: str) -> AccessDecision:
+        p = self._policy
+        if not user_id:
+            return AccessDecision(False, "no user id")
+        if user_id in p.users.get(platform, frozenset()):
+            return AccessDecision(True, f"listed in admins.{platform}")
+        if user_id in p.anywhere or f"{platform}:{user_id}" in p.anywhere:
+            return AccessDecision(True, "listed in HANDOFF_ADMINS")
+        problems: list[str] = []
+        for group in p.groups.get(platform, ()):
+            if self._directory is None:
+                problems.append(f"group {group}: no group directory for {platform}")
+                continue
+            try:
+                members = await self._directory.members(platform=platform, group=group)
+            except GroupLookupError as exc:
+                log.warning("admin group %s on %s could not be read: %s", group, platform, exc)
+                problems.append(f"group {group}: {exc}")
+                continue
+            if user_id in members:
+                return AccessDecision(True, f"member of {platform} group {group}")
+        why = "not a rule admin"
+        if problems:
+            why += " (could not check " + "; ".join(problems) + ")"
+        return AccessDecision(False, why)
+
+    def how_to_become(self, platform: str) -> str:
+        groups = self._policy.groups.get(platform, ())
+        extra = f" or a member of {', '.join(groups)}" if groups else ""
+        return (f"Rule admins are the {platform} users listed under `admins.{platform}` in app.yaml or in "
+                f"HANDOFF_ADMINS{extra}.")
