@@ -1,0 +1,343 @@
+"""The Teams edge: ``POST /api/messages`` on botbuilder, the same path as Slack.
+
+Before botbuilder sees a request this module checks, in order: size (413), the Bot Framework token
+(401; 503 if no signing key can be fetched), content type (415), JSON and activity shape (400),
+and that the token belongs to this activity (``serviceurl`` claim, key endorsement: 401). Bad input
+never reaches a handler and never produces a 500. Then botbuilder's ``CloudAdapter`` runs
+:class:`HandoffTeamsBot` (an ``ActivityHandler``): a 1:1 message or a channel @mention becomes an
+intake request whose reply (ticket id, route, reason as an Adaptive Card) is a ``teams.post`` outbox
+row; ``/handoff …`` goes to the command router. The request is acknowledged only after the commit;
+a database failure answers 503, Teams retries, and the retry is deduplicated by its event id.
+
+Why ``CloudAdapter`` (and not ``BotFrameworkAdapter``): it is the adapter botbuilder maintains
+(``BotFrameworkAdapter`` is deprecated) and it takes a pluggable ``BotFrameworkAuthentication``,
+so our own token check (:mod:`bot.teams_auth`, aiohttp, no blocking ``requests`` or global class
+state) plugs in without patching. Its one problem is cost: with the stock authentication every
+activity builds a new ``ConnectorClient`` and ``TokenApiClient``, and each runs msrest's
+``ClientRetryPolicy.__init__`` (999 status codes scanned against a 500-item list, ~7 ms): ~50-90
+activities/s. Our :class:`~bot.teams_auth.ValidatedAuthentication` keeps one connector client per
+service URL (as ``BotFrameworkAdapter``'s ``_connector_client_cache`` does) and needs no token API
+client; ``bench/teams_intake.py`` shows before and after. The connector clients botbuilder gets
+refuse to send (:class:`~bot.teams_auth.OutboxOnlyCredentials`): replies go through the outbox and
+:class:`bot.connectors.teams.TeamsConnector`, never inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import ActivityHandler, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity, ChannelAccount, ConversationAccount, InvokeResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.metrics import Metrics
+from bot.teams_auth import AuthUnavailable, TeamsAuthError, TokenValidator, ValidatedAuthentication
+from bot.teams_cards import BadActivity, TeamsActivity, parse_activity
+from handlers.commands import Actor, CommandRouter
+from handlers.intake import Inbound, Intake
+from storage import service
+from storage.models import ticket_id_from_key
+
+log = logging.getLogger(__name__)
+
+#: turn_state keys under which the parsed :class:`TeamsActivity` and the raw JSON reach the handler.
+ACTIVITY = "handoff.teams.activity"
+BODY = "handoff.teams.body"
+#: ``/handoff <text>`` (what the Slack slash command does) in a Teams message.
+COMMAND = re.compile(r"/handoff(?:\s+(.*))?", re.IGNORECASE | re.DOTALL)
+#: Titles of the app manifest's command menu: picking one sends the bare word.
+MENU_COMMANDS = frozenset({"help"})
+CHANNEL_TYPES = {"personal": "personal", "channel": "channel", "groupChat": "group"}
+ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
+
+
+class HandoffTeamsBot(ActivityHandler):
+    """Turns Teams activities into intake requests and ``/handoff`` commands.
+
+    * ``message`` in a 1:1 chat, or mentioning the bot in a channel or group chat: the mention is
+      removed; ``/handoff …`` (or a bare command-menu word such as ``help``) goes to the command
+      router, anything else to intake with ``reply_kind="teams.post"``. Card submits (a ``value``)
+      are acknowledged and ignored for now, as are channel messages that do not mention the bot.
+    * ``invoke``: answered 200 and otherwise ignored (on-call buttons come later).
+    * Where we saw someone (1:1) or a channel/group chat, and when the bot is added somewhere, the
+      conversation reference is stored for proactive messages (:class:`ConversationBook`).
+    """
+
+    def __init__(self, *, intake: Intake, commands: CommandRouter, sessionmaker: async_sessionmaker[AsyncSession],
+                 clock: Callable[[], datetime], metrics: Metrics, on_commit: Callable[[], None] = lambda: None,
+                 remembered: int = 10_000) -> None:
+        self._intake = intake
+        self._commands = commands
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._metrics = metrics
+        self._on_commit = on_commit
+        self.book = ConversationBook(sessionmaker=sessionmaker, clock=clock, remembered=remembered)
+
+    async def close(self) -> None:
+        await self.book.close()
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        act: TeamsActivity = turn_context.turn_state[ACTIVITY]
+        if act.has_value or act.from_id == act.bot_id:
+            return  # a card submit (buttons come in a later issue), or our own message
+        if act.conversation_type not in ("personal", "") and not act.bot_mentioned:
+            return
+        if act.text:
+            command = COMMAND.fullmatch(act.text)
+            if command is not None or act.text.lower() in MENU_COMMANDS:
+                await self._command(act, (command.group(1) or "") if command is not None else act.text)
+            else:
+                result = await self._intake.handle(Inbound(
+                    platform="teams", event_id=act.event_id, text=act.text, user_id=act.user_id,
+                    user_name=act.user_name, channel_id=act.team_channel_id or act.base_conversation_id,
+                    channel_type=CHANNEL_TYPES.get(act.conversation_type, act.conversation_type or "personal"),
+                    thread_ref=_thread(act), reply_kind="teams.post", reply_target=act.reply_target(),
+                ))
+                self._metrics.observe_intake("teams", result)
+        self.book.note(act)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        act: TeamsActivity = turn_context.turn_state[ACTIVITY]
+        if act.name == ADAPTIVE_CARD_ACTION:  # Teams shows an error unless this has a body
+            return InvokeResponse(status=200, body={
+                "statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "Received.",
+            })
+        return InvokeResponse(status=200)
+
+    async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
+        act: TeamsActivity = turn_context.turn_state[ACTIVITY]
+        if act.bot_id in act.members_added:  # installed in a team, a group chat or a 1:1 chat
+            self.book.note(act)
+
+    async def on_installation_update(self, turn_context: TurnContext) -> None:
+        act: TeamsActivity = turn_context.turn_state[ACTIVITY]
+        if act.action.startswith("add"):
+            self.book.note(act)
+
+    async def _command(self, act: TeamsActivity, text: str) -> None:
+        """Run a ``/handoff`` command; its answer is a ``teams.post`` row, once per activity."""
+        actor = Actor(platform="teams", user_id=act.user_id, user_name=act.user_name,
+                      channel_id=act.team_channel_id or act.base_conversation_id)
+        target = act.reply_target()
+        reply = await self._commands.dispatch(actor, text, event_id=act.event_id, reply_target=target)
+        if reply.intake is not None:
+            self._metrics.observe_intake("teams", reply.intake)
+            if reply.intake.duplicate:
+                return  # a retry: the first delivery of this activity was answered
+        payload = {**target, "text": reply.text, **({"ticket": reply.ticket} if reply.ticket else {})}
+        now = self._clock()
+        async with self._sessionmaker.begin() as session:
+            if not await service.record_inbound(session=session, platform="teams", event_id=f"{act.event_id}#reply",
+                                                now=now):
+                return
+            await service.enqueue(session=session, kind="teams.post", payload=payload, now=now,
+                                  idempotency_key=f"teams:{act.event_id}:reply",
+                                  ticket_id=ticket_id_from_key(reply.ticket) if reply.ticket else None)
+        self._on_commit()
+
+
+class ConversationBook:
+    """Where requesters and channels can be reached later: conversation references, stored in batches.
+
+    A reference is written only when it differs from what this process last wrote for its key, and
+    pending ones go to the database together every ``interval`` seconds in one transaction, off the
+    request path: a burst of messages does not double the write transactions (SQLite has a single
+    writer). A crash loses at most ``interval`` seconds of references; the next message from that
+    person or channel stores it again, and every ticket keeps its own reply address meanwhile.
+    """
+
+    def __init__(self, *, sessionmaker: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
+                 interval: float = 0.25, remembered: int = 10_000) -> None:
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._interval = interval
+        self._pending: dict[str, tuple[str, str, TeamsActivity, dict[str, Any]]] = {}
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._seen_max = remembered
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, act: TeamsActivity) -> None:
+        """Queue the reference of a 1:1 chat (``user:<id>``), channel or group chat, if it changed."""
+        reference = act.reference()
+        if act.conversation_type in ("personal", ""):
+            kind, key = "user", f"user:{act.user_id}"
+        else:
+            kind = "channel" if act.conversation_type == "channel" else "chat"
+            key = f"{kind}:{act.team_channel_id or act.base_conversation_id}"
+            reference.pop("user", None)  # a channel is not anyone's; keeps the row stable
+        if len(key) > 255:
+            key = f"{kind}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+        fingerprint = json.dumps(reference, sort_keys=True)
+        if self._seen.get(key) == fingerprint:
+            self._seen.move_to_end(key)
+            return
+        self._pending[key] = (kind, fingerprint, act, reference)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="teams-conversation-refs")
+
+    async def flush(self) -> int:
+        """Write what is pending in one transaction; returns how many references were written."""
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return 0
+        try:
+            async with self._sessionmaker.begin() as session:
+                now = self._clock()
+                for key, (kind, _, act, reference) in batch.items():
+                    await service.upsert_conversation_ref(
+                        session=session, platform="teams", key=key, kind=kind, service_url=act.service_url,
+                        conversation_id=reference["conversation_id"], reference=reference, now=now,
+                        tenant_id=act.tenant_id,
+                    )
+        except BaseException:  # also cancellation at shutdown: close() writes them
+            for key, item in batch.items():  # keep them for the next try, unless a newer one came
+                self._pending.setdefault(key, item)
+            raise
+        for key, (_, fingerprint, _, _) in batch.items():
+            self._seen[key] = fingerprint
+            self._seen.move_to_end(key)
+        while len(self._seen) > self._seen_max:
+            self._seen.popitem(last=False)
+        return len(batch)
+
+    async def _run(self) -> None:
+        delay = self._interval
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(delay)  # let a burst gather
+            self._wake.clear()
+            try:
+                await self.flush()
+                delay = self._interval
+            except Exception as exc:  # noqa: BLE001 - retried; the request path never waits on this
+                log.warning("teams: storing %d conversation references failed (%s); retrying",
+                            len(self._pending), type(exc).__name__)
+                delay = min(delay * 2, 30.0)
+                self._wake.set()
+
+    async def close(self) -> None:
+        """Stop the writer and write what is still pending."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.flush()
+        except Exception as exc:  # noqa: BLE001 - shutting down; logged
+            log.warning("teams: %d conversation references not stored at shutdown (%s)", len(self._pending),
+                        type(exc).__name__)
+
+
+def bot_activity(act: TeamsActivity, body: dict[str, Any]) -> Activity:
+    """The botbuilder ``Activity`` of a turn, built from the checked body.
+
+    msrest's ``Activity().deserialize`` costs 0.3-0.6 ms per activity, more than the rest of the edge
+    together; botbuilder only needs these fields, and handlers read the parsed :class:`TeamsActivity`
+    (``turn_state[ACTIVITY]``) and, for anything else, the raw JSON (``turn_state[BODY]``).
+    """
+    def text(key: str) -> str | None:
+        value = body.get(key)
+        return value if isinstance(value, str) else None
+
+    return Activity(
+        type=act.type, id=act.id or None, name=act.name or None, channel_id=act.channel_id,
+        service_url=act.service_url, text=text("text"), reply_to_id=text("replyToId"), locale=text("locale"),
+        value=body.get("value"), channel_data=body.get("channelData"),
+        from_property=ChannelAccount(id=act.from_id, name=act.user_name or None, aad_object_id=act.aad_object_id),
+        recipient=ChannelAccount(id=act.bot_id, name=act.bot_name or None),
+        conversation=ConversationAccount(id=act.conversation_id, tenant_id=act.tenant_id,
+                                         conversation_type=act.conversation_type or None),
+    )
+
+
+def _thread(act: TeamsActivity) -> str:
+    """The thread a message belongs to: a channel post's root message id, else the activity id."""
+    _, _, suffix = act.conversation_id.partition(";messageid=")
+    return suffix or act.id
+
+
+class TeamsEdge:
+    """Owns the adapter, the bot and the checks in front of them."""
+
+    def __init__(self, *, bot: HandoffTeamsBot, validator: TokenValidator | None, metrics: Metrics) -> None:
+        self.bot = bot
+        self.validator = validator
+        self.metrics = metrics
+        self.auth = ValidatedAuthentication(validator)
+        self.adapter = CloudAdapter(self.auth)
+
+    async def close(self) -> None:
+        await self.bot.close()
+        await self.auth.close()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """aiohttp handler for ``POST /api/messages``."""
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(request, 413, "body too large")
+        token = None
+        if self.validator is not None:
+            try:
+                token = await self.validator.verify(request.headers.get("Authorization"))
+            except TeamsAuthError as exc:
+                return self._reject(request, 401, str(exc))
+            except AuthUnavailable as exc:
+                self.metrics.rejected.labels(platform="teams", status="503").inc()
+                log.error("teams request not checked: %s; answering 503", exc)
+                return web.json_response({"error": "temporarily unavailable"}, status=503,
+                                         headers={"Retry-After": "5"})
+        if request.content_type != "application/json":
+            return self._reject(request, 415, f"unsupported content type {request.content_type or '(none)'!r}")
+        try:
+            body = json.loads(raw)
+            activity = parse_activity(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._reject(request, 400, str(exc) if isinstance(exc, BadActivity) else "body is not valid JSON")
+        if token is not None:
+            try:
+                TokenValidator.check_activity(token, service_url=activity.service_url, channel_id=activity.channel_id)
+            except TeamsAuthError as exc:
+                return self._reject(request, 401, str(exc))
+        result = self.auth.result_for(token)
+        try:
+            invoke = await self.adapter.process_activity(result, bot_activity(activity, body),
+                                                         functools.partial(self._turn, activity, body))
+        except (OperationalError, DBAPIError, OSError, asyncio.TimeoutError):
+            raise  # the application's error middleware answers 503; Teams retries
+        except Exception:
+            log.exception("teams turn failed (%s); answering 503 so Teams retries", activity.type)
+            self.metrics.rejected.labels(platform="teams", status="503").inc()
+            return web.json_response({"error": "temporarily unavailable"}, status=503, headers={"Retry-After": "1"})
+        if invoke is None:
+            return web.Response(status=200)
+        if invoke.body is None:
+            return web.Response(status=int(invoke.status))
+        return web.json_response(invoke.body, status=int(invoke.status))
+
+    async def _turn(self, activity: TeamsActivity, body: dict[str, Any], turn_context: Any) -> None:
+        turn_context.turn_state[ACTIVITY] = activity
+        turn_context.turn_state[BODY] = body
+        await self.bot.on_turn(turn_context)
+
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        self.metrics.rejected.labels(platform="teams", status=str(status)).inc()
+        log.warning("teams request refused: %d %s (from %s)", status, reason, request.remote)
+        return web.json_response({"error": reason}, status=status)
