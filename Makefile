@@ -26,10 +26,14 @@ chat: setup  ## talk to the bot in the terminal as an employee: same handlers, s
 test: setup  ## the test suite; also on PostgreSQL when HANDOFF_TEST_DATABASE_URL is set
 	$(BIN)/python -m pytest
 
-bench: setup  ## benchmarks (accuracy needs ../shared/data)
-	$(BIN)/python bench/classify.py
-	$(BIN)/python bench/slack_intake.py
-	$(BIN)/python bench/accuracy.py
+bench: setup  ## benchmarks; each prints its figures and targets (accuracy and redaction need ../shared/data)
+	-$(BIN)/python bench/classify.py
+	-$(BIN)/python bench/slack_intake.py
+	-$(BIN)/python bench/teams_intake.py
+	-$(BIN)/python bench/replay.py
+	-$(BIN)/python bench/chat_holdout.py --data bench/chat_holdout_2.jsonl
+	-$(BIN)/python bench/accuracy.py
+	-$(BIN)/python bench/redaction.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info handoff.db handoff.db-*
