@@ -19,7 +19,9 @@ no accents, no negation-aware rules, no term that an apostrophe could split or j
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -247,3 +249,28 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+async def blast(session: Any, url: str, items: list[tuple[bytes, dict[str, str]]], concurrency: int
+                ) -> tuple[list[float], list[int]]:
+    """Send ``items`` with ``concurrency`` workers (closed loop); latencies (s) and statuses."""
+    import aiohttp
+
+    latency = [0.0] * len(items)
+    status = [0] * len(items)
+    todo = iter(range(len(items)))
+
+    async def worker() -> None:
+        for i in todo:
+            body, headers = items[i]
+            started = time.perf_counter()
+            try:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    status[i] = resp.status
+            except aiohttp.ClientError:
+                status[i] = -1
+            latency[i] = time.perf_counter() - started
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latency, status

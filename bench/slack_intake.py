@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, chat_messages, percentile, verdict  # noqa: E402
+from _common import REPO, blast, chat_messages, percentile, verdict  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-5f2b7c0e9d"
 BOT_TOKEN = "xoxb-bench-0000-token"
@@ -91,30 +91,6 @@ def _signed_events(label: str, count: int, start: int, texts: list[str], rng: ra
     return out
 
 
-async def _blast(session: Any, url: str, items: list[tuple[bytes, dict[str, str]]], concurrency: int) -> tuple[list[float], list[int]]:
-    """Send ``items`` with ``concurrency`` workers (closed loop); latencies (s) and statuses."""
-    import aiohttp
-
-    latency = [0.0] * len(items)
-    status = [0] * len(items)
-    todo = iter(range(len(items)))
-
-    async def worker() -> None:
-        for i in todo:
-            body, headers = items[i]
-            started = time.perf_counter()
-            try:
-                async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    status[i] = resp.status
-            except aiohttp.ClientError:
-                status[i] = -1
-            latency[i] = time.perf_counter() - started
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latency, status
-
-
 def loadgen_main(conn: Connection, url: str, label: str, events: int, warmup: int, concurrency: int) -> None:
     """Warm up, tell the parent, wait for its go, send the measured events, report."""
 
@@ -127,11 +103,11 @@ def loadgen_main(conn: Connection, url: str, label: str, events: int, warmup: in
         measured = _signed_events(label, events, warmup, texts, rng)
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            _, warm_status = await _blast(session, url, warm, concurrency)
+            _, warm_status = await blast(session, url, warm, concurrency)
             conn.send(("warm", warm_status.count(200)))
             conn.recv()  # go
             cpu0, t0 = time.process_time(), time.perf_counter()
-            latency, status = await _blast(session, url, measured, concurrency)
+            latency, status = await blast(session, url, measured, concurrency)
             elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         conn.send(("done", {"latency": latency, "status": status, "elapsed": elapsed, "cpu": cpu,
                             "warm_ok": warm_status.count(200)}))
