@@ -301,6 +301,12 @@ MSP = [
     "outlook shows 'disconnected'",
     "cannot print double sided",
     "lost my laptop charger",
+    # Phishing simulations, awareness quizzes and 'how do I spot' questions are routine support.
+    "I failed the phishing simulation, where is the training module?",
+    "the malware awareness quiz keeps crashing",
+    "how do i spot a phishing text? asking for my dad",
+    "where do I find the guest wifi password for a visitor",
+    "my antivirus keeps turning off after the update",
 ]
 
 # -- internal: security (not an emergency) and server stability ------------------------------------
@@ -500,6 +506,43 @@ PAGE_CHAT = [
     "the network in the warehouse is dead, pickers can't scan",
     "we lost internet at the head office",
     "exchange is down",
+    # Industry systems x scope, other languages, outbreaks, OT, takeovers seen after the policy revision.
+    "the dispatch system is down and ambulances are being sent by radio",
+    "the ticket scanning platform is down, fans are queueing at every gate",
+    "our claims portal is offline, none of the agents can file anything",
+    "the library checkout system went down, students cant borrow books",
+    "reservation app is returning 503s for every guest trying to book",
+    "the loyalty platform is unavailable across all 12 stores",
+    "court records system is down for the entire firm, filings due at noon",
+    "the kiosk software has crashed in all the branches, customers cant check in",
+    "the donation site is down for everyone since the campaign started",
+    "warehouse scanners stopped for the whole site",
+    "the hr portal is throwing 502s for everyone",
+    "nurses can't log in to the bedside system, the ward is charting on paper",
+    "teachers can't get into the classroom platform, lessons start in 5",
+    "our booking website gives 500s for 100% of visitors",
+    "Het kassasysteem ligt plat in alle filialen",
+    "Tutto il magazzino è fermo, il sistema non funziona per nessuno",
+    "Se cayó la red en toda la oficina, nadie puede trabajar",
+    "In het hele gebouw is geen stroom",
+    "Il sito è giù per tutti i clienti",
+    "Ich habe mich auf einer falschen Seite eingeloggt und mein Passwort eingegeben",
+    "Quelqu'un s'est connecté dans mon compte et a changé mon mot de passe",
+    "Jemand hat sich in meinem Konto angemeldet",
+    "firewall shows huge outbound uploads from the database server to an unknown ip",
+    "antivirus detections climbing by the minute, each one says quarantined",
+    "my antivirus disabled itself right after I opened that invoice attachment",
+    "the building management system is changing setpoints by itself overnight",
+    "PLC on line 3 switched the pumps off on its own, nobody on shift touched it",
+    "a caller from the 'bank' got my one-time code, I read it out and now I'm locked out of online banking",
+    "payroll was changed with the HR manager's login while she was on holiday",
+    "someone logged into our payroll portal and changed five employees' bank accounts",
+    "the whole client list was downloaded with a manager's account last night and he says it wasnt him",
+    "I accidentally emailed the patient list with diagnoses to a supplier",
+    "both ISP links at the main office are down and the failover did not kick in",
+    "carriers are waiting at the loading bay, shipping labels won't print",
+    "mail flow has stopped for the entire organisation",
+    "the EHR is down across the hospital, doctors aren't getting lab results",
 ]
 
 # -- in-house vocabulary that chat uses for non-emergencies -----------------------------------------------
@@ -521,6 +564,24 @@ INTERNAL_CHAT = [
     "we had a short network blip at 10am, all fine now",
     "the DLP tool flagged someone emailing a spreadsheet to their gmail",
     "someone called asking for our wifi password, I didn't give it",
+    # Certificates, backups, NAT/DMZ, end-of-life, redundancy, latency, BEC, MFA exemptions, extensions.
+    "le certificat du serveur expire bientôt",
+    "Das Zertifikat vom Webserver läuft nächste Woche ab",
+    "la copia de seguridad del servidor de correo falló anoche",
+    "die Datensicherung ist heute Nacht fehlgeschlagen",
+    "please add a NAT rule so the vendor can reach the door controller",
+    "the partner app should sit in a DMZ, who can design that?",
+    "we still run two Windows 2008 servers that are end of life",
+    "one PSU on the storage array is amber, the other is carrying the load",
+    "checkout API p99 latency doubled but orders still go through",
+    "il server di posta è molto lento stamattina",
+    "got a mail asking to change the bank details for a supplier, nobody paid anything",
+    "a vendor wants us to turn off MFA on their service account",
+    "there's a browser extension on the sales laptops that can read every page",
+    "is the guest network reachable from the office printers?",
+    "lots of failed vpn attempts from random ips overnight, all blocked",
+    "Ho ricevuto una mail sospetta, non ho cliccato",
+    "the web shop was down for 5 minutes, can someone find out why",
 ]
 
 # -- false friends of the new concepts: past / planned / hypothetical outages, one person's app, tests,
@@ -567,6 +628,30 @@ NEVER_PAGE_CHAT = [
     "the room is 30 degrees, can we get a fan?",
     "a supplier is demanding payment for an overdue invoice",
     "got an extortion email saying they recorded me on my webcam, want bitcoin",
+    # Planned / past / hypothetical system outages, schedules, one person's AV, training and quizzes.
+    "I failed the phishing simulation, where is the training module?",
+    "how do you spot a fake invoice email? asking for a friend",
+    "the malware awareness quiz keeps crashing",
+    "where do I find the guest wifi password for a visitor",
+    "the exam system will be down on sunday for an upgrade",
+    "is the booking system down or is it my wifi?",
+    "the test system is down again, no rush",
+    "the valves close on their own at 6pm, that's the schedule right?",
+    "my antivirus keeps turning off after the update",
+    "the payroll system was down for an hour yesterday, why?",
+    "my laptop stopped working, can I borrow one?",
+    "nobody in our team stopped by the training yet, can you resend the link?",
+    # Broad words of the new rules in harmless sentences.
+    "everyone stopped using the old share, can we delete it?",
+    "teachers cant find the new gradebook button",
+    "students can't open the pdf I shared, can you check the link",
+    "the printing system is down, my document is stuck",
+    "the training platform is down, can I do the course later?",
+    "the pumps in the office kitchen run on their own, weird",
+    "I read out the code to the helpdesk and now I'm locked out, please reset",
+    "my colleague changed the signature on the shared mailbox while he was on holiday, is that ok?",
+    "nobody stopped by to fix my monitor",
+    "the old fax system is dead, can we remove it?",
 ]
 
 
@@ -662,6 +747,25 @@ def test_same_words_different_scope(classifier: Classifier) -> None:
     assert decide(classifier, "my email is down").route == "msp"
     assert decide(classifier, "whole office has no internet").route == "page"
     assert decide(classifier, "my internet is down at home").route == "msp"
+
+
+@pytest.mark.parametrize("system", ["lab system", "exam platform", "customer portal", "payment gateway",
+                                    "dispensing system", "scheduling platform"])
+def test_any_system_that_is_down_pages_but_not_when_planned_or_past(classifier: Classifier, system: str) -> None:
+    # The industry name does not matter: "system / platform / portal / gateway" x down is shared by nature.
+    assert decide(classifier, f"the {system} is down").route == "page"
+    assert decide(classifier, f"the {system} will be down tonight for maintenance").route != "page"
+    assert decide(classifier, f"the {system} was down yesterday, why?").route != "page"
+    assert decide(classifier, f"the {system} is down in the test environment").route != "page"
+
+
+@pytest.mark.parametrize(("scope", "pages"), [
+    ("for everyone", True), ("in all 6 schools", True), ("for the entire desk", True),
+    ("across the hospital", True), ("for me", False), ("on my laptop", False),
+])
+def test_scope_turns_a_stopped_app_into_a_page(classifier: Classifier, scope: str, pages: bool) -> None:
+    d = decide(classifier, f"the rostering app stopped working {scope}")
+    assert (d.route == "page") is pages, f"{scope!r} -> {d.route} ({d.why})"
 
 
 def test_every_page_rule_is_exercised(classifier: Classifier, policy: dict[str, Any]) -> None:
