@@ -1,7 +1,8 @@
 """Group commit: writes that arrive together share one transaction.
 
-The first caller starts a writer at once (no added delay when traffic is light); callers that
-arrive while a transaction is running queue up and go together in the next one. Under load this
+The first caller starts a writer, which lingers a moment (``linger``, a couple of milliseconds)
+so that requests already on their way join the same transaction; callers that arrive while a
+transaction is running queue up and go together in the next one. Under load this
 turns N transactions into N / batch, which is what lets one SQLite file keep up with Slack's
 bursts, and saves round trips on PostgreSQL too.
 """
@@ -27,9 +28,12 @@ class GroupCommitter(Generic[T, R]):
     neighbours (a database outage still fails each of them, as it should).
     """
 
-    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 64) -> None:
+    def __init__(
+        self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 64, linger: float = 0.0
+    ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -42,6 +46,10 @@ class GroupCommitter(Generic[T, R]):
 
     async def _drain(self) -> None:
         while self._queue:
+            if self._linger and len(self._queue) < self._max_batch:
+                # Let requests already being parsed join: without this, the first arrival of a
+                # burst commits alone and everyone behind it waits a whole transaction for it.
+                await asyncio.sleep(self._linger)
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             await self._run(batch)
 

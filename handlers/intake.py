@@ -94,13 +94,16 @@ class Intake:
         on_commit: Callable[[], None] = lambda: None,
         options: IntakeOptions = IntakeOptions(),
         max_batch: int = 64,
+        linger: float = 0.002,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._rules = rules
         self._clock = clock
         self._on_commit = on_commit
         self._options = options
-        self._committer: GroupCommitter[_Prepared, IntakeResult] = GroupCommitter(self._write, max_batch=max_batch)
+        self._committer: GroupCommitter[_Prepared, IntakeResult] = GroupCommitter(
+            self._write, max_batch=max_batch, linger=linger
+        )
 
     async def handle(self, inbound: Inbound) -> IntakeResult:
         """Redact, classify and commit one request; returns once it is durable (or a duplicate)."""

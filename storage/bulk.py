@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +32,7 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
 
 
 _INSERT_EVENTS = {"postgresql": _insert_ignoring_duplicates("postgresql"), "sqlite": _insert_ignoring_duplicates("sqlite")}
-_INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, sort_by_parameter_order=True)
+_INSERT_TICKETS = insert(_TICKETS)
 _INSERT_OUTBOX = insert(_OUTBOX)
 
 
@@ -51,13 +51,39 @@ async def record_inbound_many(
     return {(row.platform, row.event_id) for row in result}
 
 
+async def _allocate_ticket_ids(session: AsyncSession, count: int) -> list[int]:
+    """Reserve ``count`` new ticket ids.
+
+    PostgreSQL: from the id sequence (concurrent writers get disjoint ids). SQLite: every
+    transaction holds the write lock from ``BEGIN IMMEDIATE`` (see ``storage.db``), so the next ids
+    after the highest ever used (``sqlite_sequence``, as AUTOINCREMENT would) are ours alone.
+    Explicit ids let one executemany insert the whole batch: an ``INSERT … RETURNING`` with the
+    rows' order preserved falls back to one statement per row on SQLite.
+    """
+    if (await session.connection()).dialect.name == "postgresql":
+        result = await session.execute(
+            text("SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, :n)"), {"n": count}
+        )
+        return sorted(int(v) for v in result.scalars())
+    result = await session.execute(
+        text("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tickets'), 0), "
+             "coalesce((SELECT max(id) FROM tickets), 0))")
+    )
+    last = int(result.scalar_one())
+    return list(range(last + 1, last + 1 + count))
+
+
 async def create_tickets(*, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> list[int]:
     """Insert tickets; returns their ids in the order of ``rows``."""
     if not rows:
         return []
-    params = [{**_TICKET_DEFAULTS, "created_at": now, "updated_at": now, **row} for row in rows]
-    result = await session.execute(_INSERT_TICKETS, params)
-    return [row.id for row in result]
+    ids = await _allocate_ticket_ids(session, len(rows))
+    params = [
+        {**_TICKET_DEFAULTS, "created_at": now, "updated_at": now, **row, "id": ticket_id}
+        for row, ticket_id in zip(rows, ids)
+    ]
+    await session.execute(_INSERT_TICKETS, params)
+    return ids
 
 
 async def enqueue_many(*, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:

@@ -6,11 +6,10 @@ Re-exported by :mod:`storage.service`; the same rules apply (session keyword-onl
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from storage.models import OUTBOX_STATUSES, OutboxRow
 
@@ -40,57 +39,65 @@ async def enqueue(
     return row
 
 
-def _claimable(now: datetime) -> list[Any]:
+class ClaimedRow(NamedTuple):
+    """What a worker needs of a claimed row: plain values, no ORM state."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    ticket_id: int | None
+    attempts: int
+    locked_until: datetime
+    locked_by: str
+
+
+_T = OutboxRow.__table__
+_OLDER = _T.alias("older")
+_BLOCKED = exists().where(
+    _OLDER.c.ticket_id == _T.c.ticket_id,
+    _OLDER.c.kind == _T.c.kind,
+    _OLDER.c.status == "pending",
+    _OLDER.c.id < _T.c.id,
+)
+
+
+def _due(now: datetime) -> list[Any]:
     return [
-        OutboxRow.status == "pending",
-        OutboxRow.next_attempt_at <= now,
-        or_(OutboxRow.locked_until.is_(None), OutboxRow.locked_until < now),
+        _T.c.status == "pending",
+        _T.c.next_attempt_at <= now,
+        or_(_T.c.locked_until.is_(None), _T.c.locked_until < now),
     ]
 
 
 async def claim_due(
     *, session: AsyncSession, now: datetime, limit: int, lease_seconds: float, worker_id: str
-) -> list[OutboxRow]:
+) -> list[ClaimedRow]:
     """Lease up to ``limit`` due pending rows to ``worker_id``, oldest first.
 
     A row is due when ``next_attempt_at <= now`` and nobody holds an unexpired lease on it. A row
     is held back while an older pending row of the same ticket and kind exists (per-ticket
     order). PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent workers claim disjoint rows.
     SQLite: the transaction holds the write lock from ``BEGIN IMMEDIATE``, so select and update
-    are atomic. The update re-checks the conditions either way.
+    are atomic. The update re-checks the conditions either way. Core statements, no ORM objects:
+    this runs for every batch the worker delivers.
     """
-    older = aliased(OutboxRow)
-    blocked = exists().where(
-        older.ticket_id == OutboxRow.ticket_id,
-        older.kind == OutboxRow.kind,
-        older.status == "pending",
-        older.id < OutboxRow.id,
-    )
-    query = (
-        select(OutboxRow.id).where(*_claimable(now), ~blocked).order_by(OutboxRow.id).limit(limit)
-    )
+    query = select(_T.c.id).where(*_due(now), ~_BLOCKED).order_by(_T.c.id).limit(limit)
     if (await session.connection()).dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=OutboxRow)
+        query = query.with_for_update(skip_locked=True, of=_T)
     ids = list((await session.scalars(query)).all())
     if not ids:
         return []
-    claimed = await session.scalars(
-        update(OutboxRow)
-        .where(OutboxRow.id.in_(ids), *_claimable(now))
+    claimed = await session.execute(
+        update(_T)
+        .where(_T.c.id.in_(ids), *_due(now))
         .values(locked_until=now + timedelta(seconds=lease_seconds), locked_by=worker_id)
-        .returning(OutboxRow.id)
-        .execution_options(synchronize_session=False)
+        .returning(
+            _T.c.id, _T.c.kind, _T.c.payload, _T.c.idempotency_key, _T.c.ticket_id, _T.c.attempts,
+            _T.c.locked_until, _T.c.locked_by,
+        )
     )
-    claimed_ids = list(claimed.all())
-    if not claimed_ids:
-        return []
-    rows = await session.scalars(
-        select(OutboxRow)
-        .where(OutboxRow.id.in_(claimed_ids))
-        .order_by(OutboxRow.id)
-        .execution_options(populate_existing=True)
-    )
-    return list(rows.all())
+    return sorted((ClaimedRow(*row) for row in claimed), key=lambda r: r.id)
 
 
 async def _update_row(session: AsyncSession, row_id: int, *where: Any, **values: Any) -> bool:
