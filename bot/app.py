@@ -26,14 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings, extra_admins, teams_mode
 from bot.connectors import LocalSink, MspWebhookConnector, PagerDutyConnector, SlackWebConnector
 from bot.connectors.teams import BotTokenProvider, TeamsConnector
-from bot.directory import PlatformDirectory, SlackGroupDirectory
+from bot.directory import GRAPH_SCOPE, GraphGroupDirectory, PlatformDirectory, SlackGroupDirectory
 from bot.metrics import Metrics
 from bot.slack import SlackEdge
 from handlers.admin_rules import RulesAdmin, RulesAdminOptions
 from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
 from handlers.intake import Intake, IntakeOptions
-from handlers.ports import Connector, DeliveryResult
+from handlers.ports import Connector, DeliveryResult, GroupDirectory
 from handlers.rules_access import AdminAccess, AdminPolicy
 from handlers.rules_state import ActiveRules
 from storage import db, service
@@ -143,12 +143,19 @@ def _teams_edge(settings: Settings, core: Core, metrics: Metrics, clock: Clock) 
 
 def _rules_admin(settings: Settings, *, sessionmaker: async_sessionmaker[AsyncSession], rules: ActiveRules,
                  http: aiohttp.ClientSession, clock: Clock) -> RulesAdmin:
-    """The ``rules`` command: admins from app.yaml and HANDOFF_ADMINS, Slack user groups via the Web API."""
-    admins, ra = settings.admins, settings.rules_admin
-    directories: dict[str, SlackGroupDirectory] = {}
+    """The ``rules`` command: admins from app.yaml and HANDOFF_ADMINS, Slack user groups via the Web API,
+    Teams groups via Microsoft Graph (app-only token of the Teams bot's app registration)."""
+    admins, ra, teams = settings.admins, settings.rules_admin, settings.teams
+    directories: dict[str, GroupDirectory] = {}
     if settings.slack.bot_token is not None:
         directories["slack"] = SlackGroupDirectory(session=http, token=settings.slack.bot_token,
                                                    base_url=settings.slack.api_url, ttl=ra.group_cache_seconds)
+    graph_token_url = teams.graph_token_url
+    if teams.app_id and teams.app_password is not None and graph_token_url is not None:
+        graph_tokens = BotTokenProvider(session=http, app_id=teams.app_id, app_password=teams.app_password,
+                                        token_url=graph_token_url, scope=GRAPH_SCOPE, timeout=teams.timeout_seconds)
+        directories["teams"] = GraphGroupDirectory(session=http, tokens=graph_tokens, base_url=teams.graph_url,
+                                                   ttl=ra.group_cache_seconds, timeout=teams.timeout_seconds)
     policy = AdminPolicy.build(slack=admins.slack, teams=admins.teams, slack_groups=admins.slack_groups,
                                teams_groups=admins.teams_groups, env_admins=extra_admins())
     return RulesAdmin(sessionmaker=sessionmaker, rules=rules, clock=clock,

@@ -27,6 +27,8 @@ TEAMS_OPENID_URL = "https://login.botframework.com/v1/.well-known/openidconfigur
 TEAMS_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 #: Service URL prefix of the public Teams cloud: replies (and our bearer token) only go there.
 TEAMS_CONNECTOR_URL = "https://smba.trafficmanager.net/"
+#: Microsoft Graph root: Teams (Entra ID) group members of ``admins.teams_groups``.
+TEAMS_GRAPH_URL = "https://graph.microsoft.com"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -64,6 +66,7 @@ class TeamsConfig(_Section):
     openid_url: str = TEAMS_OPENID_URL
     oauth_url: str | None = Field(default=None, description="Token endpoint; default from app_type and tenant_id")
     connector_urls: list[str] = Field(default_factory=lambda: [TEAMS_CONNECTOR_URL], min_length=1)
+    graph_url: str = Field(default=TEAMS_GRAPH_URL, description="Microsoft Graph root (admins.teams_groups)")
     clock_skew_seconds: int = Field(default=300, ge=0, le=600)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
@@ -88,6 +91,16 @@ class TeamsConfig(_Section):
         tenant = self.tenant_id if self.app_type == "SingleTenant" and self.tenant_id else "botframework.com"
         return TEAMS_TOKEN_URL.format(tenant=tenant)
 
+    @property
+    def graph_token_url(self) -> str | None:
+        """Token endpoint for app-only Graph tokens: the organisation's tenant, never ``botframework.com``.
+
+        ``oauth_url`` wins when set (sovereign clouds, test fakes); else ``tenant_id`` is needed.
+        """
+        if self.oauth_url:
+            return self.oauth_url
+        return TEAMS_TOKEN_URL.format(tenant=self.tenant_id) if self.tenant_id else None
+
 
 class MspConfig(_Section):
     url: str | None = None
@@ -111,7 +124,7 @@ class AdminsConfig(_Section):
     teams: list[str] = Field(default_factory=list)
     alert_slack_channel: str | None = Field(default=None, description="Where dead letters are reported")
     slack_groups: list[str] = Field(default_factory=list, description="Slack user groups (id S0… or handle) of rule admins")
-    teams_groups: list[str] = Field(default_factory=list, description="Teams groups of rule admins (not supported yet)")
+    teams_groups: list[str] = Field(default_factory=list, description="Entra ID group object ids of rule admins (Graph)")
 
 
 class RulesAdminConfig(_Section):
@@ -184,6 +197,7 @@ ENV_MAP: dict[str, tuple[str, str]] = {
     "TEAMS_OPENID_URL": ("teams", "openid_url"),
     "TEAMS_OAUTH_URL": ("teams", "oauth_url"),
     "TEAMS_CONNECTOR_URL": ("teams", "connector_urls"),
+    "TEAMS_GRAPH_URL": ("teams", "graph_url"),
 }
 #: Keys that may only come from the environment: writing them in app.yaml is refused.
 SECRET_KEYS = {("slack", "signing_secret"), ("slack", "bot_token"), ("slack", "app_token"),

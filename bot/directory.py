@@ -5,9 +5,12 @@ handle (``it-admins`` or ``@it-admins``) is first resolved with ``usergroups.lis
 cached for ``ttl`` seconds; failures are not cached and raise :class:`GroupLookupError`, so the
 caller denies (fail closed) and logs why.
 
-Teams: group membership needs Microsoft Graph (``/groups/{id}/transitiveMembers``, application
-permission ``GroupMember.Read.All``), which this deployment does not reach: Teams groups are
-refused with a clear reason (a TODO, see docs/rules.md). Teams admins are listed by AAD object id.
+Teams: Microsoft Graph ``GET /v1.0/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id``
+(nested groups flattened, ``@odata.nextLink`` paging followed) with an app-only token of the Teams
+bot's app registration (client-credentials grant, scope ``https://graph.microsoft.com/.default``,
+application permission ``GroupMember.Read.All`` with admin consent). Groups are named by Entra ID
+object id; members are AAD object ids, which is what Teams sends as ``from.aadObjectId`` and the
+Teams edge uses as the actor's user id. Same caching and fail-closed rules as Slack.
 """
 
 from __future__ import annotations
@@ -17,14 +20,27 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from pydantic import SecretStr
 
 from bot.connectors.http import user_agent
+from bot.connectors.teams import BotTokenProvider, TokenError
 from handlers.ports import GroupDirectory, GroupLookupError
 
 _SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+#: Scope of an app-only Microsoft Graph token (the app's consented application permissions).
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GRAPH_URL = "https://graph.microsoft.com"
+#: What Graph's error codes mean for whoever reads the audit log.
+_GRAPH_HINTS = {
+    401: "Graph refused the app token",
+    403: "the app lacks the Graph application permission GroupMember.Read.All (with admin consent)",
+    404: "no such group in the tenant",
+    429: "Graph is throttling, try again shortly",
+}
 
 
 class SlackGroupDirectory:
@@ -105,6 +121,96 @@ class SlackGroupDirectory:
         return data
 
 
+class GraphGroupDirectory:
+    """Teams (Entra ID) group members through Microsoft Graph, cached.
+
+    Args:
+        session: Shared aiohttp client session.
+        tokens: App-only token provider for scope :data:`GRAPH_SCOPE` (the Teams bot's app id and
+            secret, the tenant's token endpoint).
+        base_url: Graph root (``https://graph.microsoft.com`` or a fake's); ``@odata.nextLink`` is
+            only followed under it, so the token goes nowhere else.
+        ttl: Seconds a member list is reused.
+        timeout: Seconds per request.
+        max_pages: Give up (deny) after this many pages of 999.
+        clock: Monotonic clock (injectable for tests).
+    """
+
+    def __init__(self, *, session: aiohttp.ClientSession, tokens: BotTokenProvider, base_url: str = GRAPH_URL,
+                 ttl: float = 60.0, timeout: float = 10.0, max_pages: int = 100,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._session = session
+        self._tokens = tokens
+        self._base = base_url.rstrip("/") + "/"
+        self._ttl = ttl
+        self._timeout = timeout
+        self._max_pages = max_pages
+        self._clock = clock
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def __repr__(self) -> str:
+        return f"GraphGroupDirectory(base_url={self._base!r})"
+
+    async def members(self, *, platform: str, group: str) -> frozenset[str]:
+        if platform != "teams":
+            raise GroupLookupError(f"the Graph directory cannot read {platform} groups")
+        key = group.strip().lower()
+        if not _OBJECT_ID.match(key):
+            raise GroupLookupError(f"Teams groups are named by Entra ID object id, not {group!r}")
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        url: str | None = (f"{self._base}v1.0/groups/{quote(key, safe='')}/transitiveMembers/microsoft.graph.user"
+                           "?$select=id&$top=999")
+        found: set[str] = set()
+        pages = 0
+        while url is not None:
+            pages += 1
+            if pages > self._max_pages:
+                raise GroupLookupError(f"Graph: group has more than {self._max_pages} pages of members")
+            data = await self._get(url)
+            values = data.get("value")
+            if not isinstance(values, list):
+                raise GroupLookupError("Graph answered without a member list")
+            found.update(str(v["id"]).lower() for v in values
+                         if isinstance(v, Mapping) and isinstance(v.get("id"), str))
+            link = data.get("@odata.nextLink")
+            if link is not None and (not isinstance(link, str) or not link.startswith(self._base)):
+                raise GroupLookupError("Graph: @odata.nextLink points outside the Graph base URL")
+            url = link
+        members = frozenset(found)
+        self._cache[key] = (now, members)
+        return members
+
+    async def _get(self, url: str) -> dict[str, Any]:
+        try:
+            token = await self._tokens.token()
+        except TokenError as exc:
+            raise GroupLookupError(f"Graph token: {exc.detail}") from None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": user_agent()}
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False,
+                                         timeout=aiohttp.ClientTimeout(total=self._timeout)) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise GroupLookupError(f"Graph unreachable ({type(exc).__name__})") from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if status == 200 and isinstance(data, dict):
+            return data
+        if status == 401:
+            self._tokens.invalidate(token)
+        error = data.get("error") if isinstance(data, dict) else None
+        code = str(error.get("code") or "") if isinstance(error, Mapping) else ""
+        code = code if code.replace("_", "").replace(".", "").isalnum() else ""
+        hint = _GRAPH_HINTS.get(status, "Graph is unavailable" if status >= 500 else "")
+        raise GroupLookupError(" ".join(p for p in (f"Graph HTTP {status}", code) if p) + (f": {hint}" if hint else ""))
+
+
 class PlatformDirectory:
     """Dispatches to one directory per platform; platforms without one are refused with a reason."""
 
@@ -115,7 +221,8 @@ class PlatformDirectory:
         directory = self._directories.get(platform)
         if directory is None:
             if platform == "teams":
-                raise GroupLookupError("Teams group membership needs Microsoft Graph, which is not supported yet; "
-                                       "list Teams admins by AAD object id in admins.teams")
+                raise GroupLookupError("Teams group membership needs Microsoft Graph: set TEAMS_APP_ID, "
+                                       "TEAMS_APP_PASSWORD and TEAMS_TENANT_ID (application permission "
+                                       "GroupMember.Read.All), or list Teams admins by AAD object id in admins.teams")
             raise GroupLookupError(f"no group directory for {platform}")
         return await directory.members(platform=platform, group=group)
