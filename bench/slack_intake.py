@@ -192,6 +192,9 @@ async def run_side(label: str, app: Any, fake: Connection, args: argparse.Namesp
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    from bot.app import tune_gc
+
+    tune_gc()  # what `handoff serve` does after start-up; applied to both sides alike
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -93,11 +93,17 @@ def _safe_url(url: str) -> str:
 def _serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app import create_app, tune_gc
 
     host, port = settings.server.host, settings.server.port
     log.info("handoff on http://%s:%d (database %s)", host, port, _safe_url(settings.database_url))
-    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    app = create_app(settings)
+
+    async def gc_after_startup(_: web.Application) -> None:
+        tune_gc()  # after the cleanup contexts opened: what they built lives as long as the process
+
+    app.on_startup.append(gc_after_startup)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
     return 0
 
 
