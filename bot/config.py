@@ -117,12 +117,14 @@ class PagerDutyConfig(_Section):
 
 class InternalConfig(_Section):
     slack_channel: str | None = Field(default=None, description="In-house IT channel told of internal tickets and pages")
+    teams_channel: str | None = Field(default=None, description="Teams channel id (19:…@thread.tacv2) told of the same")
 
 
 class AdminsConfig(_Section):
     slack: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
     alert_slack_channel: str | None = Field(default=None, description="Where dead letters are reported")
+    alert_teams_channel: str | None = Field(default=None, description="Teams channel id where dead letters are reported")
     slack_groups: list[str] = Field(default_factory=list, description="Slack user groups (id S0… or handle) of rule admins")
     teams_groups: list[str] = Field(default_factory=list, description="Entra ID group object ids of rule admins (Graph)")
 
@@ -251,8 +253,8 @@ def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None 
         lines = []
         for e in exc.errors():
             where = _loc(e["loc"])
-            var = ENV_NAME.get(tuple(e["loc"][:2]))  # type: ignore[arg-type]
-            source = f" (from {var})" if var and env.get(var) else ""
+            env_name: str | None = ENV_NAME.get(tuple(e["loc"][:2]))  # type: ignore[arg-type]
+            source = f" (from {env_name})" if env_name and env.get(env_name) else ""
             lines.append(f"{where}{source}: {e['msg']}")
         raise ConfigError("\n".join(lines)) from None
     try:

@@ -131,9 +131,9 @@ class Intake:
             )
             accepted: list[int] = []
             for i, p in enumerate(batch):
-                key = (p.inbound.platform, p.inbound.event_id)
-                if key in fresh:  # first of its event id in this batch and never seen before
-                    fresh.discard(key)
+                event = (p.inbound.platform, p.inbound.event_id)
+                if event in fresh:  # first of its event id in this batch and never seen before
+                    fresh.discard(event)
                     accepted.append(i)
             if not accepted:
                 return results

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import InboundEvent, OutboxRow, Ticket
 
 
-_EVENTS = InboundEvent.__table__
-_TICKETS = Ticket.__table__
-_OUTBOX = OutboxRow.__table__
+_EVENTS = cast(Table, InboundEvent.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+_OUTBOX = cast(Table, OutboxRow.__table__)
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Any:

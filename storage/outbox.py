@@ -6,9 +6,10 @@ Re-exported by :mod:`storage.service`; the same rules apply (session keyword-onl
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OUTBOX_STATUSES, OutboxRow
@@ -52,7 +53,7 @@ class ClaimedRow(NamedTuple):
     locked_by: str
 
 
-_T = OutboxRow.__table__
+_T = cast(Table, OutboxRow.__table__)
 _OLDER = _T.alias("older")
 _BLOCKED = exists().where(
     _OLDER.c.ticket_id == _T.c.ticket_id,

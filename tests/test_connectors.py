@@ -10,7 +10,6 @@ import json
 import re
 import socket
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
