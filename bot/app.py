@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings, extra_admins, teams_mode
 from bot.connectors import LocalSink, MspWebhookConnector, PagerDutyConnector, SlackWebConnector
-from bot.connectors.teams import BotTokenProvider, TeamsConnector
+from bot.connectors.teams import BotTokenProvider, FanOut, TeamsChannelPoster, TeamsConnector
 from bot.directory import GRAPH_SCOPE, GraphGroupDirectory, PlatformDirectory, SlackGroupDirectory
 from bot.metrics import Metrics
 from bot.slack import SlackEdge
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Callable)  # type: ignore[arg-type]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS = web.AppKey("metrics", Metrics)
 SLACK = web.AppKey("slack", SlackEdge)
 READY = web.AppKey("ready", dict)
@@ -71,8 +71,14 @@ class ChannelPoster:
         return await self._inner.deliver(payload=body, idempotency_key=idempotency_key)
 
 
-def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[str, Connector]:
-    """One connector per outbox kind; a local sink wherever nothing is configured."""
+def build_connectors(settings: Settings, http: aiohttp.ClientSession, *,
+                     sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> dict[str, Connector]:
+    """One connector per outbox kind; a local sink wherever nothing is configured.
+
+    ``internal`` and ``admin.alert`` rows go to the Slack channel, the Teams channel, or both (fan-out)
+    as configured. The Teams channel posters read stored conversation references through
+    ``sessionmaker``; without one those channels are not served (logged).
+    """
     connectors: dict[str, Connector] = {}
     if settings.msp.url:
         connectors["msp"] = MspWebhookConnector(
@@ -111,9 +117,33 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession) -> dict[st
         if mode == "validate" and teams.app_id and teams.app_password is not None:
             tokens = BotTokenProvider(session=http, app_id=teams.app_id, app_password=teams.app_password,
                                       token_url=teams.token_url, timeout=teams.timeout_seconds)
-        connectors["teams.post"] = TeamsConnector(
+        teams_post = TeamsConnector(
             session=http, tokens=tokens, service_url_prefixes=teams.connector_urls, timeout=teams.timeout_seconds
         )
+        connectors["teams.post"] = teams_post
+
+        async def reference(key: str) -> dict[str, Any] | None:
+            if sessionmaker is None:  # not reached: no poster is built without one
+                return None
+            async with sessionmaker() as session:
+                ref = await service.get_conversation_ref(session=session, platform="teams", key=key)
+            return None if ref is None else {"service_url": ref.service_url, "conversation_id": ref.conversation_id,
+                                             "reference": dict(ref.reference or {})}
+
+        for kind, channel in (("internal", settings.internal.teams_channel),
+                              ("admin.alert", settings.admins.alert_teams_channel)):
+            if not channel:
+                continue
+            if sessionmaker is None:
+                log.warning("%s: Teams channel %s not served (no database for conversation references)", kind, channel)
+                continue
+            poster = TeamsChannelPoster(inner=teams_post, channel=channel, kind=kind, lookup=reference)
+            slack_poster = connectors.get(kind)
+            connectors[kind] = poster if slack_poster is None else FanOut(
+                kind=kind, targets={"slack": slack_poster, "teams": poster})
+    elif settings.internal.teams_channel or settings.admins.alert_teams_channel:
+        log.warning("internal.teams_channel / admins.alert_teams_channel are set but Teams is not configured "
+                    "(set TEAMS_APP_ID and TEAMS_APP_PASSWORD); they are ignored")
     for kind in ("slack.post", "internal", "admin.alert", "teams.post"):
         connectors.setdefault(kind, LocalSink(kind))
     return connectors
@@ -195,7 +225,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
             d = settings.delivery
             worker = OutboxWorker(
                 sessionmaker=sessionmaker,
-                connectors=build_connectors(settings, http),
+                connectors=build_connectors(settings, http, sessionmaker=sessionmaker),
                 clock=clock,
                 policy=RetryPolicy(base=d.backoff_base_seconds, cap=d.backoff_cap_seconds, max_attempts=d.max_attempts),
                 worker_id=f"{socket.gethostname()}:{os.getpid()}",

@@ -11,13 +11,19 @@ event loop: botbuilder's ``requests``/MSAL calls are never used for sending. Tok
 ``service_url`` prefixes we were configured with (``https://smba.trafficmanager.net/``). Outcomes
 follow the connector contract: 2xx ok (``remote_id`` = the new activity id); 429, 5xx and network
 errors retryable with ``Retry-After``; a 401 drops the cached token and retries; other 4xx dead.
+
+:class:`TeamsChannelPoster` posts ``internal`` and ``admin.alert`` rows to a configured channel, with the
+service URL of the channel's stored conversation reference; :class:`FanOut` sends one row to several
+places (a Slack and a Teams channel).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -38,7 +44,7 @@ from bot.connectors.http import (
     user_agent,
 )
 from bot.teams_cards import reply_activity
-from handlers.ports import DeliveryResult
+from handlers.ports import Connector, DeliveryResult
 
 SCOPE = "https://api.botframework.com/.default"
 
@@ -217,3 +223,101 @@ class TeamsConnector:
         if token is not None and self._tokens is not None and result.detail.startswith("HTTP 401"):
             self._tokens.invalidate(token)
         return result
+
+
+#: Looks up a stored Teams conversation reference by its ``conversation_refs`` key (``channel:<id>``):
+#: ``{"service_url", "conversation_id", "reference"}`` or None. Injected by the composition root so
+#: this module stays free of the database.
+ReferenceLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def reference_keys(conversation: str) -> list[str]:
+    """Keys under which :class:`bot.teams.ConversationBook` stores a channel (or group chat) reference."""
+    keys = [f"{kind}:{conversation}" for kind in ("channel", "chat")]
+    return [k if len(k) <= 255 else f"{k.split(':', 1)[0]}:sha256:{hashlib.sha256(k.encode()).hexdigest()}"
+            for k in keys]
+
+
+class TeamsChannelPoster:
+    """Posts a row's ``text`` (markdown) proactively to a fixed Teams channel: a new post, not a reply.
+
+    The service URL and tenant come from the channel's stored conversation reference, which the bot
+    learns when it is @mentioned in the channel or installed in the team. Until then a delivery is
+    retryable, never dead: the row goes out once someone has mentioned the bot there.
+
+    Args:
+        inner: The ``teams.post`` connector (token, allowed service URLs, HTTP outcome rules).
+        channel: Teams channel conversation id (``19:…@thread.tacv2``).
+        kind: Outbox kind served (``internal`` or ``admin.alert``).
+        lookup: Reads a stored reference by key (see :data:`ReferenceLookup`).
+    """
+
+    def __init__(self, *, inner: TeamsConnector, channel: str, kind: str, lookup: ReferenceLookup) -> None:
+        self._inner = inner
+        self._channel = channel
+        self._lookup = lookup
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"TeamsChannelPoster(kind={self.kind!r}, channel={self._channel!r})"
+
+    async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+        stored = None
+        try:
+            for key in reference_keys(self._channel):
+                if (stored := await self._lookup(key)) is not None:
+                    break
+        except Exception as exc:  # noqa: BLE001 - a database hiccup: try again later
+            return DeliveryResult(ok=False, retryable=True,
+                                  detail=f"conversation reference lookup failed ({type(exc).__name__})")
+        if stored is None:
+            return DeliveryResult(ok=False, retryable=True, detail=(
+                f"no conversation reference yet for Teams channel {self._channel} "
+                "— @mention the bot in that channel once"))
+        reference = stored.get("reference")
+        row = {k: v for k, v in (reference if isinstance(reference, dict) else {}).items()
+               if k in ("tenant_id", "channel_id", "bot")}
+        row.update(service_url=stored.get("service_url"), conversation_id=stored.get("conversation_id") or self._channel,
+                   text=str(payload.get("text", "")))
+        return await self._inner.deliver(payload=row, idempotency_key=idempotency_key)
+
+
+class FanOut:
+    """Delivers one row through several connectors: ok when all are, retryable when any failure is.
+
+    Targets that already delivered a key are not sent it again when the row is retried (remembered
+    in this process for the last ``remembered`` keys; after a restart a retry may repeat them).
+    """
+
+    def __init__(self, *, kind: str, targets: dict[str, Connector], remembered: int = 10_000) -> None:
+        self.kind = kind
+        self._targets = dict(targets)
+        self._done: OrderedDict[str, dict[str, str | None]] = OrderedDict()
+        self._max = remembered
+
+    def __repr__(self) -> str:
+        return f"FanOut(kind={self.kind!r}, targets={list(self._targets)!r})"
+
+    async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+        done = self._done.setdefault(idempotency_key, {})
+        self._done.move_to_end(idempotency_key)
+        pending = {name: c for name, c in self._targets.items() if name not in done}
+        results = await asyncio.gather(*(c.deliver(payload=payload, idempotency_key=idempotency_key)
+                                         for c in pending.values()))
+        failed = {}
+        for name, result in zip(pending, results, strict=True):
+            if result.ok:
+                done[name] = result.remote_id
+            else:
+                failed[name] = result
+        while len(self._done) > self._max:
+            self._done.popitem(last=False)
+        detail = "; ".join(f"{n}: {r.detail or ('ok' if r.ok else 'failed')}" for n, r in zip(pending, results,
+                                                                                              strict=True))
+        if not failed:
+            self._done.pop(idempotency_key, None)
+            remote = ",".join(f"{n}:{rid}" for n, rid in done.items() if rid)
+            return DeliveryResult(ok=True, detail=detail, remote_id=remote[:255] or None)
+        retryable = any(r.retryable for r in failed.values())
+        after = [r.retry_after for r in failed.values() if r.retryable and r.retry_after is not None]
+        return DeliveryResult(ok=False, retryable=retryable, retry_after=max(after) if after else None, detail=detail)
