@@ -1,6 +1,8 @@
 """Set-at-a-time writes for the intake path: a few statements per batch, whatever its size.
 
-Intake commits requests that arrive together in one transaction (group commit). These functions
+Intake commits requests that arrive together in one transaction (group commit). Statements run
+on the session's connection directly: they are Core statements, and the ORM session's execute
+path costs more than the statement itself. These functions
 make that transaction a constant number of statements: one ``INSERT … ON CONFLICT DO NOTHING
 RETURNING`` for the event ids, one multi-row ``INSERT … RETURNING`` for the tickets, one for the
 outbox rows. Session keyword-only, no commits, as everywhere in ``storage``.
@@ -48,7 +50,7 @@ async def record_inbound_many(
         return set()
     dialect = (await session.connection()).dialect.name
     params = [{"platform": p, "event_id": e, "received_at": now} for p, e in dict.fromkeys(events)]
-    result = await session.execute(_INSERT_EVENTS[dialect], params)
+    result = await (await session.connection()).execute(_INSERT_EVENTS[dialect], params)
     return {(row.platform, row.event_id) for row in result}
 
 
@@ -62,11 +64,11 @@ async def _allocate_ticket_ids(session: AsyncSession, count: int) -> list[int]:
     rows' order preserved falls back to one statement per row on SQLite.
     """
     if (await session.connection()).dialect.name == "postgresql":
-        result = await session.execute(
+        result = await (await session.connection()).execute(
             text("SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, :n)"), {"n": count}
         )
         return sorted(int(v) for v in result.scalars())
-    result = await session.execute(
+    result = await (await session.connection()).execute(
         text("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tickets'), 0), "
              "coalesce((SELECT max(id) FROM tickets), 0))")
     )
@@ -83,7 +85,7 @@ async def create_tickets(*, session: AsyncSession, rows: Sequence[dict[str, Any]
         {**_TICKET_DEFAULTS, "created_at": now, "updated_at": now, **row, "id": ticket_id}
         for row, ticket_id in zip(rows, ids)
     ]
-    await session.execute(_INSERT_TICKETS, params)
+    await (await session.connection()).execute(_INSERT_TICKETS, params)
     return ids
 
 
@@ -92,7 +94,7 @@ async def enqueue_many(*, session: AsyncSession, rows: Sequence[dict[str, Any]],
     if not rows:
         return
     params = [{**_OUTBOX_DEFAULTS, "created_at": now, "next_attempt_at": now, **row} for row in rows]
-    await session.execute(_INSERT_OUTBOX, params)
+    await (await session.connection()).execute(_INSERT_OUTBOX, params)
 
 
 _TICKET_DEFAULTS: dict[str, Any] = {
@@ -122,7 +124,7 @@ async def mark_delivered_many(
     """Record ``(row_id, detail, remote_id)`` deliveries in one executemany (as ``mark_delivered``)."""
     if not deliveries:
         return
-    await session.execute(
+    await (await session.connection()).execute(
         _MARK_DELIVERED,
         [{"row_id": rid, "now": now, "detail": detail, "remote_id": remote} for rid, detail, remote in deliveries],
     )

@@ -83,13 +83,14 @@ async def claim_due(
     are atomic. The update re-checks the conditions either way. Core statements, no ORM objects:
     this runs for every batch the worker delivers.
     """
+    conn = await session.connection()  # Core statements: skip the ORM execution path
     query = select(_T.c.id).where(*_due(now), ~_BLOCKED).order_by(_T.c.id).limit(limit)
-    if (await session.connection()).dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=_T)
-    ids = list((await session.scalars(query)).all())
+    ids = list((await conn.execute(query)).scalars().all())
     if not ids:
         return []
-    claimed = await session.execute(
+    claimed = await conn.execute(
         update(_T)
         .where(_T.c.id.in_(ids), *_due(now))
         .values(locked_until=now + timedelta(seconds=lease_seconds), locked_by=worker_id)
