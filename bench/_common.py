@@ -274,3 +274,18 @@ async def blast(session: Any, url: str, items: list[tuple[bytes, dict[str, str]]
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latency, status
+
+
+def summarise_log(path: Path) -> str:
+    """Line count of the server log, and its WARNING/ERROR messages grouped (first 80 characters)."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    bad: dict[str, int] = {}
+    for line in lines:
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
+            key = f"{parts[2]} {parts[3][:80]}"
+            bad[key] = bad.get(key, 0) + 1
+    out = f"server log (INFO, to a file): {len(lines)} lines, {sum(bad.values())} warnings/errors"
+    for key, n in sorted(bad.items(), key=lambda kv: -kv[1])[:5]:
+        out += f"\n  {n:>5} x {key}"
+    return out

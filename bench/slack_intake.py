@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, blast, chat_messages, percentile, verdict  # noqa: E402
+from _common import REPO, blast, chat_messages, percentile, summarise_log, verdict  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-5f2b7c0e9d"
 BOT_TOKEN = "xoxb-bench-0000-token"
@@ -231,21 +231,6 @@ async def _drain(app: Any, fake: Connection, expected_posts: int, limit: float) 
         stats = await _ask(fake, "stats")
     counts = await _handoff_counts(app)
     return {**counts, "posts": stats["posts"], "drain_seconds": time.perf_counter() - started}
-
-
-def summarise_log(path: Path) -> str:
-    """Line count of the server log, and its WARNING/ERROR messages grouped (first 80 characters)."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    bad: dict[str, int] = {}
-    for line in lines:
-        parts = line.split(" ", 3)
-        if len(parts) == 4 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
-            key = f"{parts[2]} {parts[3][:80]}"
-            bad[key] = bad.get(key, 0) + 1
-    out = f"server log (INFO, to a file): {len(lines)} lines, {sum(bad.values())} warnings/errors"
-    for key, n in sorted(bad.items(), key=lambda kv: -kv[1])[:5]:
-        out += f"\n  {n:>5} x {key}"
-    return out
 
 
 def _row(label: str, r: dict[str, Any]) -> str:

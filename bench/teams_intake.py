@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, blast, chat_messages, percentile, verdict  # noqa: E402
+from _common import REPO, blast, chat_messages, percentile, summarise_log, verdict  # noqa: E402
 
 APP_ID = "eac5e5c6-ab14-4f50-80cb-49213fe51b1a"
 APP_PASSWORD = "bench-client-secret"
@@ -389,20 +389,6 @@ async def cloud_adapter_figures(world: dict[str, Any], n: int, fresh: list[str])
 
 
 # --- report ------------------------------------------------------------------------------------
-
-def summarise_log(path: Path) -> str:
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    bad: dict[str, int] = {}
-    for line in lines:
-        parts = line.split(" ", 3)
-        if len(parts) == 4 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
-            key = f"{parts[2]} {parts[3][:80]}"
-            bad[key] = bad.get(key, 0) + 1
-    out = f"server log (INFO, to a file): {len(lines)} lines, {sum(bad.values())} warnings/errors"
-    for key, count in sorted(bad.items(), key=lambda kv: -kv[1])[:5]:
-        out += f"\n  {count:>5} x {key}"
-    return out
-
 
 def _rate(r: dict[str, Any]) -> float:
     return len(r["status"]) / r["elapsed"]

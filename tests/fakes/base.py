@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -246,3 +247,29 @@ class FakeService:
         for name, value in self.extra_headers().items():
             response.headers.setdefault(name, value)
         return response
+
+
+def client_credentials_answer(
+    form: Mapping[str, str], *, app_id: str, app_password: str, scope: str, prefix: str,
+    issued: list[str], expires_in: int,
+) -> web.Response:
+    """The Microsoft identity platform's answer to a client-credentials token request.
+
+    Shared by the fakes that need one (Bot Framework connector, Microsoft Graph): the same error
+    shapes (``unsupported_grant_type``, ``invalid_client``, ``invalid_scope``) and token body.
+    """
+    if form.get("grant_type") != "client_credentials":
+        return web.json_response({"error": "unsupported_grant_type",
+                                  "error_description": "AADSTS70003: grant type not supported"}, status=400)
+    if form.get("client_id") != app_id or form.get("client_secret") != app_password:
+        return web.json_response({"error": "invalid_client",
+                                  "error_description": "AADSTS7000215: Invalid client secret provided."},
+                                 status=401)
+    if form.get("scope") != scope:
+        return web.json_response({"error": "invalid_scope", "error_description": "AADSTS70011: bad scope"},
+                                 status=400)
+    token = prefix + secrets.token_urlsafe(24)
+    issued.append(token)
+    return web.json_response({"token_type": "Bearer", "expires_in": expires_in,
+                              "ext_expires_in": expires_in, "access_token": token})
+

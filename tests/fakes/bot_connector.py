@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeService
+from tests.fakes.base import FakeService, client_credentials_answer
 
 SCOPE = "https://api.botframework.com/.default"
 DENIED = {"message": "Authorization has been denied for this request."}
@@ -141,21 +141,10 @@ class FakeBotConnector(FakeService):
         return web.json_response({"id": f"1:{seq}{secrets.token_hex(4)}"}, status=201)
 
     async def _token(self, request: web.Request) -> web.Response:
-        form = self.record_of(request).form or {}
-        if form.get("grant_type") != "client_credentials":
-            return web.json_response({"error": "unsupported_grant_type",
-                                      "error_description": "AADSTS70003: grant type not supported"}, status=400)
-        if form.get("client_id") != self.app_id or form.get("client_secret") != self.app_password:
-            return web.json_response({"error": "invalid_client",
-                                      "error_description": "AADSTS7000215: Invalid client secret provided."},
-                                     status=401)
-        if form.get("scope") != SCOPE:
-            return web.json_response({"error": "invalid_scope", "error_description": "AADSTS70011: bad scope"},
-                                     status=400)
-        token = "bf-" + secrets.token_urlsafe(24)
-        self.issued.append(token)
-        return web.json_response({"token_type": "Bearer", "expires_in": self.expires_in,
-                                  "ext_expires_in": self.expires_in, "access_token": token})
+        return client_credentials_answer(
+            self.record_of(request).form or {}, app_id=self.app_id, app_password=self.app_password,
+            scope=SCOPE, prefix="bf-", issued=self.issued, expires_in=self.expires_in,
+        )
 
 
 # --- activities as Teams sends them ----------------------------------------------------------------

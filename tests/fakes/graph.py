@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeService
+from tests.fakes.base import FakeService, client_credentials_answer
 
 SCOPE = "https://graph.microsoft.com/.default"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -134,17 +134,7 @@ class FakeGraph(FakeService):
         return web.json_response(body)
 
     async def _token(self, request: web.Request) -> web.Response:
-        form = self.record_of(request).form or {}
-        if form.get("grant_type") != "client_credentials":
-            return web.json_response({"error": "unsupported_grant_type"}, status=400)
-        if form.get("client_id") != self.app_id or form.get("client_secret") != self.app_password:
-            return web.json_response({"error": "invalid_client",
-                                      "error_description": "AADSTS7000215: Invalid client secret provided."},
-                                     status=401)
-        if form.get("scope") != SCOPE:
-            return web.json_response({"error": "invalid_scope", "error_description": "AADSTS70011: bad scope"},
-                                     status=400)
-        token = "graph-" + secrets.token_urlsafe(24)
-        self.issued.append(token)
-        return web.json_response({"token_type": "Bearer", "expires_in": self.expires_in,
-                                  "ext_expires_in": self.expires_in, "access_token": token})
+        return client_credentials_answer(
+            self.record_of(request).form or {}, app_id=self.app_id, app_password=self.app_password,
+            scope=SCOPE, prefix="graph-", issued=self.issued, expires_in=self.expires_in,
+        )
