@@ -14,6 +14,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import ahocorasick
+
 from routing.secret_finders import FINDERS, PLACEHOLDER, Hit
 
 KINDS: tuple[str, ...] = (
@@ -46,6 +48,29 @@ def placeholder(kind: str) -> str:
     return f"[redacted:{kind}]"
 
 
+def _automaton(fold: bool) -> ahocorasick.Automaton:
+    """Every trigger literal of the detectors that match it ``fold``-ed, as latin-1 text (bytes 1:1)."""
+    automaton = ahocorasick.Automaton()
+    for triggers, folded, _ in FINDERS:
+        for t in triggers:
+            if t and folded == fold:
+                automaton.add_word(t.decode("latin-1"), t)
+    automaton.make_automaton()
+    return automaton
+
+
+# One pass over the text finds which trigger literals occur (overlaps included), instead of a
+# substring search per trigger per detector: this check runs for every message.
+_FOLDED_TRIGGERS = _automaton(True)
+_EXACT_TRIGGERS = _automaton(False)
+
+
+def _present(b: bytes, low: bytes) -> set[bytes]:
+    found = {t for _, t in _FOLDED_TRIGGERS.iter(low.decode("latin-1"))}
+    found.update(t for _, t in _EXACT_TRIGGERS.iter(b.decode("latin-1")))
+    return found
+
+
 def _one_pass(b: bytes) -> list[Hit]:
     starts: list[int] = []  # taken spans, sorted and disjoint: existing placeholders, then hits
     ends: list[int] = []
@@ -53,9 +78,9 @@ def _one_pass(b: bytes) -> list[Hit]:
         starts.append(m.start())
         ends.append(m.end())
     hits: list[Hit] = []
-    low = b.lower()
-    for triggers, fold, finder in FINDERS:
-        if not any(t in (low if fold else b) for t in triggers):
+    present = _present(b, b.lower())
+    for triggers, _, finder in FINDERS:
+        if not any(not t or t in present for t in triggers):
             continue
         for s, e, kind in finder(b):
             i = bisect.bisect_right(starts, s)
