@@ -38,6 +38,12 @@ class _Compiled:
     all: tuple[int, ...]
     none: tuple[int, ...]
     regex: tuple[int, ...]
+    # The same conditions as sets, for C-speed checks against the hits of a message.
+    any_set: frozenset[int]
+    any_of_sets: tuple[frozenset[int], ...]
+    all_set: frozenset[int]
+    none_set: frozenset[int]
+    regex_set: frozenset[int]
     channels: frozenset[str]
     user_groups: frozenset[str]
     platforms: frozenset[str]
@@ -83,13 +89,16 @@ class Classifier:
         self._rules: list[_Compiled] = []
         for pos, r in enumerate(ordered):
             w = r.when
+            any_ = tuple(term_id(t) for t in w.any)
+            any_of = tuple(tuple(term_id(t) for t in g) for g in w.any_of)
+            all_ = tuple(term_id(t) for t in w.all)
+            none = tuple(term_id(t) for t in w.none)
+            regex = tuple(regex_id(p) for p in w.regex)
             self._rules.append(
                 _Compiled(
-                    position=pos, rule=r,
-                    any=tuple(term_id(t) for t in w.any),
-                    any_of=tuple(tuple(term_id(t) for t in g) for g in w.any_of),
-                    all=tuple(term_id(t) for t in w.all),
-                    none=tuple(term_id(t) for t in w.none), regex=tuple(regex_id(p) for p in w.regex),
+                    position=pos, rule=r, any=any_, any_of=any_of, all=all_, none=none, regex=regex,
+                    any_set=frozenset(any_), any_of_sets=tuple(frozenset(g) for g in any_of),
+                    all_set=frozenset(all_), none_set=frozenset(none), regex_set=frozenset(regex),
                     channels=frozenset(w.channels), user_groups=frozenset(w.user_groups),
                     platforms=frozenset(w.platforms),
                 )
@@ -158,15 +167,15 @@ class Classifier:
         if c.user_groups and not (c.user_groups & msg.user_groups):
             return False
         counted = hits.affirmed if c.rule.ignore_negated else hits.plain
-        if c.any and not any(t in counted for t in c.any):
+        if c.any and counted.isdisjoint(c.any_set):
             return False
-        if c.any_of and not all(any(t in counted for t in group) for group in c.any_of):
+        if c.any_of and any(counted.isdisjoint(group) for group in c.any_of_sets):
             return False
-        if c.all and not all(t in counted for t in c.all):
+        if c.all and not c.all_set <= counted:
             return False
-        if c.none and any(t in hits.plain for t in c.none):
+        if c.none and not hits.plain.isdisjoint(c.none_set):
             return False
-        if c.regex and not any(x in regex_hits for x in c.regex):
+        if c.regex and regex_hits.isdisjoint(c.regex_set):
             return False
         return True
 

@@ -56,7 +56,8 @@ BREAK = "|"
 
 def padded_folded(folded: str) -> str:
     """:func:`padded` of text that is already folded."""
-    sentences = (" ".join(words_folded(part)) for part in _SENTENCE_BREAK.split(folded))
+    cleaned = _APOSTROPHES.sub("", folded)
+    sentences = (" ".join(_WORD.findall(part)) for part in _SENTENCE_BREAK.split(cleaned))
     return " " + f" {BREAK} ".join(s for s in sentences if s) + " "
 
 
