@@ -15,7 +15,6 @@ Teams edge uses as the actor's user id. Same caching and fail-closed rules as Sl
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import SecretStr
 
-from bot.connectors.http import user_agent
+from bot.connectors.http import NETWORK_ERRORS, fetch, user_agent
 from bot.connectors.teams import BotTokenProvider, TokenError
 from handlers.ports import GroupDirectory, GroupLookupError
 
@@ -104,16 +103,11 @@ class SlackGroupDirectory:
     async def _call(self, method: str, form: dict[str, str]) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._token.get_secret_value()}", "User-Agent": user_agent()}
         try:
-            async with self._session.post(self._base + method, data=form, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=self._timeout)) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            answer = await fetch(self._session, "POST", self._base + method, data=form, headers=headers,
+                                 timeout=self._timeout, allow_redirects=True, limit=None)
+        except NETWORK_ERRORS as exc:
             raise GroupLookupError(f"{method}: Slack unreachable ({type(exc).__name__})") from None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
+        status, data = answer.status, answer.json()
         if not isinstance(data, dict):
             raise GroupLookupError(f"{method}: HTTP {status} without a Slack answer")
         if data.get("ok") is not True:
@@ -190,16 +184,10 @@ class GraphGroupDirectory:
             raise GroupLookupError(f"Graph token: {exc.detail}") from None
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": user_agent()}
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False,
-                                         timeout=aiohttp.ClientTimeout(total=self._timeout)) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            answer = await fetch(self._session, "GET", url, headers=headers, timeout=self._timeout, limit=None)
+        except NETWORK_ERRORS as exc:
             raise GroupLookupError(f"Graph unreachable ({type(exc).__name__})") from None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
+        status, data = answer.status, answer.json()
         if status == 200 and isinstance(data, dict):
             return data
         if status == 401:

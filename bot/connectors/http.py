@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -164,7 +165,13 @@ def classify_status(answer: HttpAnswer, *, remote_id: str | None = None, why: st
 Interpreter = Callable[[HttpAnswer], DeliveryResult]
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+#: What a request outside :func:`perform` may raise for a network failure or a timeout.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+async def _read_limited(response: aiohttp.ClientResponse, limit: int | None) -> bytes:
+    if limit is None:
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     while size < limit:
@@ -174,6 +181,35 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    clock: Clock = time.time,
+    headers: Mapping[str, str] | None = None,
+    data: Any = None,
+    allow_redirects: bool = False,
+    limit: int | None = MAX_ANSWER_BYTES,
+) -> HttpAnswer:
+    """Send one request and read the answer (up to ``limit`` bytes; ``None``: all of it).
+
+    The one place requests outside the outbox (look-ups, token fetches, checks) are made; the
+    caller decides what a status means. Raises one of :data:`NETWORK_ERRORS` when the request
+    fails or times out.
+    """
+    async with session.request(
+        method, url, data=data, headers=dict(headers or {}), timeout=aiohttp.ClientTimeout(total=timeout),
+        allow_redirects=allow_redirects,
+    ) as response:
+        raw = await _read_limited(response, limit)
+        return HttpAnswer(
+            status=response.status, headers=CIMultiDictProxy(CIMultiDict(response.headers)), body=raw,
+            received_at=clock(),
+        )
 
 
 async def perform(
@@ -204,19 +240,8 @@ async def perform(
     Returns:
         The delivery outcome. Timeouts and connection failures are retryable; an invalid URL is not.
     """
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
     try:
-        async with session.request(
-            method, url, data=body, headers=dict(headers), timeout=client_timeout,
-            allow_redirects=False,
-        ) as response:
-            raw = await _read_limited(response, MAX_ANSWER_BYTES)
-            answer = HttpAnswer(
-                status=response.status,
-                headers=CIMultiDictProxy(CIMultiDict(response.headers)),
-                body=raw,
-                received_at=clock(),
-            )
+        answer = await fetch(session, method, url, timeout=timeout, clock=clock, headers=headers, data=body)
     except aiohttp.InvalidURL:
         result = DeliveryResult(ok=False, retryable=False, detail="invalid URL configured")
     except (asyncio.TimeoutError, TimeoutError):

@@ -11,7 +11,6 @@ Only URLs under the configured prefixes (``https://hooks.slack.com/`` by default
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -21,9 +20,11 @@ from pydantic import SecretStr
 
 from bot.connectors.http import (
     DEFAULT_TIMEOUT,
+    NETWORK_ERRORS,
     Clock,
     HttpAnswer,
     classify_status,
+    fetch,
     guarded,
     json_body,
     perform,
@@ -109,18 +110,11 @@ async def auth_test(
     """
     secret = token.get_secret_value() if isinstance(token, SecretStr) else token
     try:
-        async with session.post(
-            _api_url(base_url, "auth.test"), data=b"{}", headers=_api_headers(secret),
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            status = response.status
-            raw = await response.read()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        answer = await fetch(session, "POST", _api_url(base_url, "auth.test"), data=b"{}",
+                             headers=_api_headers(secret), timeout=timeout, allow_redirects=True, limit=None)
+    except NETWORK_ERRORS as exc:
         raise SlackApiError(f"auth.test failed: {type(exc).__name__}") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
+    status, data = answer.status, answer.json()
     if not isinstance(data, dict) or "ok" not in data:
         raise SlackApiError(f"auth.test answered HTTP {status} without a Slack JSON body")
     return data

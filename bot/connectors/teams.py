@@ -33,12 +33,13 @@ from yarl import URL
 
 from bot.connectors.http import (
     DEFAULT_TIMEOUT,
+    NETWORK_ERRORS,
     Clock,
     HttpAnswer,
     classify_status,
+    fetch,
     guarded,
     json_body,
-    parse_retry_after,
     perform,
     retry_later,
     user_agent,
@@ -120,17 +121,11 @@ class BotTokenProvider:
                 "client_secret": self._password.get_secret_value(), "scope": self._scope}
         self.fetches += 1
         try:
-            async with self._session.post(
-                self._url, data=form, headers={"User-Agent": user_agent()},
-                timeout=aiohttp.ClientTimeout(total=self._timeout), allow_redirects=False,
-            ) as response:
-                status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
-                data = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            answer = await fetch(self._session, "POST", self._url, data=form, headers={"User-Agent": user_agent()},
+                                 timeout=self._timeout, clock=self._clock, limit=None)
+        except NETWORK_ERRORS as exc:
             raise TokenError(f"token endpoint unreachable ({type(exc).__name__})", retryable=True) from None
-        except ValueError:
-            data = None
+        status, retry_after, data = answer.status, answer.retry_after(), answer.json()
         error = str(data.get("error") or "") if isinstance(data, dict) else ""
         if status == 429 or status >= 500:
             raise TokenError(f"token endpoint HTTP {status}", retryable=True, retry_after=retry_after)
