@@ -289,3 +289,19 @@ def summarise_log(path: Path) -> str:
     for key, n in sorted(bad.items(), key=lambda kv: -kv[1])[:5]:
         out += f"\n  {n:>5} x {key}"
     return out
+
+
+async def warm_then_measure(conn: Any, url: str, warm: list[tuple[bytes, dict[str, str]]],
+                            measured: list[tuple[bytes, dict[str, str]]], concurrency: int) -> None:
+    """The load generator's protocol with the parent: warm up, report, wait for "go", measure, report."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        _, warm_status = await blast(session, url, warm, concurrency)
+        conn.send(("warm", warm_status.count(200)))
+        conn.recv()  # go
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        latency, status = await blast(session, url, measured, concurrency)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    conn.send(("done", {"latency": latency, "status": status, "elapsed": elapsed, "cpu": cpu,
+                        "warm_ok": warm_status.count(200)}))

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, blast, chat_messages, percentile, summarise_log, verdict  # noqa: E402
+from _common import REPO, chat_messages, percentile, summarise_log, verdict, warm_then_measure  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-5f2b7c0e9d"
 BOT_TOKEN = "xoxb-bench-0000-token"
@@ -95,22 +95,12 @@ def loadgen_main(conn: Connection, url: str, label: str, events: int, warmup: in
     """Warm up, tell the parent, wait for its go, send the measured events, report."""
 
     async def run() -> None:
-        import aiohttp
 
         rng = random.Random(label)
         texts = chat_messages(800, seed=11)
         warm = _signed_events(label, warmup, 0, texts, rng)
         measured = _signed_events(label, events, warmup, texts, rng)
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            _, warm_status = await blast(session, url, warm, concurrency)
-            conn.send(("warm", warm_status.count(200)))
-            conn.recv()  # go
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            latency, status = await blast(session, url, measured, concurrency)
-            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        conn.send(("done", {"latency": latency, "status": status, "elapsed": elapsed, "cpu": cpu,
-                            "warm_ok": warm_status.count(200)}))
+        await warm_then_measure(conn, url, warm, measured, concurrency)
 
     asyncio.run(run())
 

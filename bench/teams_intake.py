@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, blast, chat_messages, percentile, summarise_log, verdict  # noqa: E402
+from _common import REPO, chat_messages, percentile, summarise_log, verdict, warm_then_measure  # noqa: E402
 
 APP_ID = "eac5e5c6-ab14-4f50-80cb-49213fe51b1a"
 APP_PASSWORD = "bench-client-secret"
@@ -114,21 +114,12 @@ def loadgen_main(conn: Connection, url: str, label: str, world: dict[str, Any], 
     """Warm up, tell the parent, wait for its go, send the measured activities, report."""
 
     async def run() -> None:
-        import aiohttp
 
         texts = chat_messages(800, seed=11)
         token: str | list[str] = world.get("tokens") or world["token"]  # type: ignore[assignment]
         warm = activities(label, warmup, 0, world["service_url"], token, texts)
         measured = activities(label, n, warmup, world["service_url"], token, texts)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-            _, warm_status = await blast(session, url, warm, concurrency)
-            conn.send(("warm", warm_status.count(200)))
-            conn.recv()  # go
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            latency, status = await blast(session, url, measured, concurrency)
-            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        conn.send(("done", {"latency": latency, "status": status, "elapsed": elapsed, "cpu": cpu,
-                            "warm_ok": warm_status.count(200)}))
+        await warm_then_measure(conn, url, warm, measured, concurrency)
 
     asyncio.run(run())
 
