@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handlers.batching import GroupCommitter
 from handlers.ports import Connector, DeliveryResult
 from storage import bulk, service
+from storage.outbox import ClaimedRow
 from storage.models import ticket_key
 
 log = logging.getLogger(__name__)
@@ -92,18 +93,6 @@ class NullMetrics:
 
     def attempt(self, *, kind: str, outcome: str, seconds: float) -> None:
         pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """What the worker needs of a claimed row, detached from the session."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    idempotency_key: str
-    ticket_id: int | None
-    attempts: int
 
 
 def _default_worker_id() -> str:
@@ -202,27 +191,23 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were handled."""
         async with self._sessionmaker() as session, session.begin():
-            rows = await service.claim_due(
+            jobs = await service.claim_due(  # plain values, usable after the session closes
                 session=session,
                 now=self._clock(),
                 limit=self._batch,
                 lease_seconds=self._lease,
                 worker_id=self.worker_id,
             )
-            jobs = [
-                _Job(r.id, r.kind, dict(r.payload), r.idempotency_key, r.ticket_id, r.attempts)
-                for r in rows
-            ]
         if not jobs:
             return 0
         self._metrics.claimed(len(jobs))
-        groups: dict[tuple[str, int], list[_Job]] = {}
+        groups: dict[tuple[str, int], list[ClaimedRow]] = {}
         for job in jobs:  # claim_due returns oldest first: each group stays in order
             key = ("ticket", job.ticket_id) if job.ticket_id is not None else ("row", job.id)
             groups.setdefault(key, []).append(job)
         limit = asyncio.Semaphore(self._concurrency)
 
-        async def deliver_group(group: list[_Job]) -> None:
+        async def deliver_group(group: list[ClaimedRow]) -> None:
             async with limit:
                 for job in group:
                     try:
@@ -233,7 +218,7 @@ class OutboxWorker:
         await asyncio.gather(*(deliver_group(g) for g in groups.values()))
         return len(jobs)
 
-    async def _handle(self, job: _Job) -> None:
+    async def _handle(self, job: ClaimedRow) -> None:
         started = time.monotonic()
         connector = self._connectors.get(job.kind)
         if connector is None:
@@ -246,7 +231,7 @@ class OutboxWorker:
                 kind=job.kind, outcome=outcome, seconds=time.monotonic() - started
             )
 
-    async def _attempt(self, connector: Connector, job: _Job) -> DeliveryResult:
+    async def _attempt(self, connector: Connector, job: ClaimedRow) -> DeliveryResult:
         """Call the connector (no transaction is open here); never raises."""
         try:
             result = await asyncio.wait_for(
@@ -278,7 +263,7 @@ class OutboxWorker:
             )
         return result
 
-    async def _record(self, job: _Job, result: DeliveryResult) -> str | None:
+    async def _record(self, job: ClaimedRow, result: DeliveryResult) -> str | None:
         """Store the outcome of one attempt in its own transaction; returns the outcome name."""
         attempts = job.attempts + 1
         detail = (result.detail or "")[:_MAX_ERROR_CHARS]
@@ -315,7 +300,7 @@ class OutboxWorker:
         )
         return "retry"
 
-    async def _record_dead(self, job: _Job, error: str) -> str | None:
+    async def _record_dead(self, job: ClaimedRow, error: str) -> str | None:
         """Dead-letter the row and, unless it is an alert itself, enqueue an admin alert."""
         error = error[:_MAX_ERROR_CHARS]
         now = self._clock()
@@ -345,7 +330,7 @@ class OutboxWorker:
         return "dead"
 
     @staticmethod
-    def _alert(job: _Job, error: str) -> dict[str, Any]:
+    def _alert(job: ClaimedRow, error: str) -> dict[str, Any]:
         ticket = f" of ticket {ticket_key(job.ticket_id)}" if job.ticket_id is not None else ""
         return {
             "text": f"Outbox delivery failed for good: row {job.id} ({job.kind}){ticket}: {error}",
