@@ -13,17 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.intake import Inbound, Intake, IntakeResult
+from handlers.ports import Actor
 
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who typed the command, as the platform identified them."""
-
-    platform: str
-    user_id: str
-    user_name: str = ""
-    channel_id: str = ""
-    groups: frozenset[str] = frozenset()
+__all__ = ["Actor", "Command", "CommandReply", "CommandRouter", "Handler"]
 
 
 @dataclass(frozen=True, slots=True)

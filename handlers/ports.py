@@ -11,6 +11,22 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who typed a command or pressed a button, as the platform identified them."""
+
+    platform: str
+    user_id: str
+    user_name: str = ""
+    channel_id: str = ""
+    groups: frozenset[str] = frozenset()
+
+    @property
+    def ref(self) -> str:
+        """``platform:user id``, how people are recorded in tickets, incidents and the audit log."""
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What one delivery attempt of an outbox row came to.
 
@@ -57,3 +73,51 @@ class GroupDirectory(Protocol):
     """
 
     async def members(self, *, platform: str, group: str) -> frozenset[str]: ...
+
+
+#: What an on-call can do to a page from chat (buttons, or ``/handoff ack|resolve|escalate IT-…``).
+PAGE_ACTIONS = ("acknowledge", "resolve", "escalate", "not_critical")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """The answer to a page action: ``text`` for whoever pressed the button (ephemeral),
+    ``card`` an updated rendering of the page message when the action changed it (else None)."""
+
+    ok: bool
+    text: str
+    card: dict[str, Any] | None = None
+
+
+class PageActions(Protocol):
+    """The on-call use case behind the page buttons (implemented in :mod:`handlers`).
+
+    ``action`` is one of :data:`PAGE_ACTIONS`; ``incident_id`` comes from the button's value. Must be
+    idempotent (a button pressed twice, or two people pressing at once, acts once) and never raise
+    for a user error (unknown incident, already resolved): it answers with ``ok=False`` and why.
+    """
+
+    async def act(self, *, actor: Actor, action: str, incident_id: int, event_id: str) -> ActionOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadMessage:
+    """A message posted in a thread the bot started or answered (Slack ``thread_ts``; Teams reply chain)."""
+
+    platform: str
+    event_id: str
+    user_id: str
+    channel_id: str
+    thread_ref: str
+    text: str
+    user_name: str = ""
+
+
+class ThreadComments(Protocol):
+    """Turns a message in a ticket's thread into a comment on that ticket (implemented in handlers).
+
+    Returns None when no ticket lives in that thread (the edge then treats the message as a new
+    request); otherwise the answer to post in the thread, or ``""`` for nothing to say (a retry).
+    """
+
+    async def comment(self, message: ThreadMessage) -> str | None: ...

@@ -34,6 +34,14 @@ TICKET_KEY_OFFSET = 1000
 _KEY_RE = re.compile(r"\s*IT-(\d{1,18})\s*", re.IGNORECASE)
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
+#: Where a ticket stands. ``open`` until someone works on it; ``resolved`` by whoever fixed it (the MSP,
+#: in-house IT, the on-call); ``closed`` by the employee (or after resolution); ``reopen`` makes it open.
+TICKET_STATUSES = ("open", "in_progress", "waiting", "resolved", "closed")
+#: An incident groups the reports of one critical problem (storm control) and carries its page.
+INCIDENT_STATUSES = ("triggered", "acknowledged", "resolved")
+#: How an incident was (or was not) paged: ``held`` means the page cap held it back (visible, never
+#: dropped); ``none`` means no pager is configured (only chat notices).
+INCIDENT_PAGERS = ("pagerduty", "opsgenie", "chat", "held", "none")
 RULESET_SOURCES = ("file", "chat", "rollback", "import")
 
 NAMING_CONVENTION = {
@@ -133,6 +141,19 @@ class Ticket(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     conversation: Mapped[dict[str, Any] | None]
+    #: The incident this report belongs to (page route): the one it triggered or subscribed to.
+    incident_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: The MSP's own id for this ticket (from the delivery answer or a callback).
+    remote_id: Mapped[str | None] = mapped_column(String(255))
+    #: Last status the MSP reported (free text from the callback, e.g. ``in_progress``).
+    msp_status: Mapped[str | None] = mapped_column(String(64))
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    #: When the MSP's first response is due (business hours); None when no SLA applies.
+    sla_due_at: Mapped[datetime | None]
+    #: When the SLA watchdog escalated this ticket in house for want of a first response.
+    sla_breached_at: Mapped[datetime | None]
 
     @property
     def key(self) -> str:
@@ -254,3 +275,87 @@ class ConversationRef(Base):
     reference: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Incident(Base):
+    """One critical problem: its page, and every report of it (tickets with ``incident_id``).
+
+    Storm control: reports that match the same page rule with the same ``group_key`` while the
+    incident is open (and within the grouping window) join it instead of paging again.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        CheckConstraint("status IN ('triggered', 'acknowledged', 'resolved')", name="status"),
+        CheckConstraint("pager IN ('pagerduty', 'opsgenie', 'chat', 'held', 'none')", name="pager"),
+        Index("ix_incidents_rule_id_group_key_status", "rule_id", "group_key", "status"),
+        Index("ix_incidents_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(255))
+    group_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="triggered")
+    pager: Mapped[str] = mapped_column(String(16))
+    #: Stable key of the page at the pager (PagerDuty ``dedup_key``, Opsgenie ``alias``).
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    severity: Mapped[str] = mapped_column(String(32), default="critical")
+    summary: Mapped[str] = mapped_column(Text)
+    first_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    reports: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    last_report_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    #: How it ended: ``fixed``, or ``not_critical`` (a false page, counted by the report).
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    #: Chat-native pager: 0 = primary paged, 1 = next person, 2 = secondary, 3 = channel @here.
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    #: Who is paged now (``platform:user id``), for the chat-native pager.
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+#: What a ticket's history records.
+TICKET_EVENT_KINDS = (
+    "created", "comment", "status", "msp_update", "acknowledged", "resolved", "escalated", "closed",
+    "reopened", "sla_breach", "subscribed", "notified",
+)
+
+
+class TicketEvent(Base):
+    """One line of a ticket's history: a comment, a status change, an MSP update, a page step."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket_id_id", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    #: ``platform:user id`` of a person, ``msp``, ``oncall`` or ``system``.
+    actor: Mapped[str] = mapped_column(String(255), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OncallOverride(Base):
+    """An admin's ``/handoff oncall override``: ``person`` is on call from ``starts_at`` to ``ends_at``.
+
+    Stored in the database so every replica sees it; the rotation in app.yaml is the rest.
+    """
+
+    __tablename__ = "oncall_overrides"
+    __table_args__ = (Index("ix_oncall_overrides_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: ``platform:user id`` (e.g. ``slack:U0123``) or a rotation member's name.
+    person: Mapped[str] = mapped_column(String(255))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    cancelled_at: Mapped[datetime | None]
