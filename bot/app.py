@@ -34,7 +34,7 @@ from handlers.admin_rules import RulesAdmin, RulesAdminOptions
 from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
 from handlers.intake import Intake, IntakeOptions
-from handlers.ports import Connector, DeliveryResult, GroupDirectory
+from handlers.ports import Connector, DeliveryResult, GroupDirectory, PageActions, ThreadComments
 from handlers.rules_access import AdminAccess, AdminPolicy
 from handlers.rules_state import ActiveRules
 from storage import db, service
@@ -206,6 +206,10 @@ class Core:
     worker: OutboxWorker
     intake: Intake
     commands: CommandRouter
+    #: On-call buttons (Slack block actions, Teams card actions) act through this; None: not wired.
+    page_actions: PageActions | None = None
+    #: Messages in a ticket's thread become comments through this; None: they open new tickets.
+    threads: ThreadComments | None = None
 
 
 CORE = web.AppKey("core", Core)

@@ -116,8 +116,10 @@ class ThreadMessage:
 class ThreadComments(Protocol):
     """Turns a message in a ticket's thread into a comment on that ticket (implemented in handlers).
 
-    Returns None when no ticket lives in that thread (the edge then treats the message as a new
-    request); otherwise the answer to post in the thread, or ``""`` for nothing to say (a retry).
+    Returns False when no ticket lives in that thread: the edge then treats the message as a new
+    request. True means it was handled: the comment, its forwarding and the answer in the thread are
+    committed as outbox rows (a platform retry of the same ``event_id`` changes nothing). Raises only
+    for infrastructure failures (the edge answers 503 and the platform retries).
     """
 
-    async def comment(self, message: ThreadMessage) -> str | None: ...
+    async def comment(self, message: ThreadMessage) -> bool: ...
