@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -21,19 +22,18 @@ from bot.config import ConfigError, Settings, load_settings
 log = logging.getLogger("handoff")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str) -> None:
+    from bot.logs import setup_logging
+
+    setup_logging(level, fmt="json" if fmt == "json" else "text" if fmt == "text" else "auto")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="handoff", description="Route IT requests from Slack and Teams.")
     parser.add_argument("--config", help="path of app.yaml (default: $HANDOFF_CONFIG or the bundled app.yaml)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=["auto", "json", "text"], default=os.environ.get("HANDOFF_LOG_FORMAT", "auto"),
+                        help="json: one object per line with a request id (default when stderr is not a terminal)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the HTTP server (Slack events, health, metrics) and the outbox worker")
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("action", choices=["upgrade"])
 
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level if args.command == "serve" else "WARNING")
+    _setup_logging(args.log_level if args.command == "serve" else "WARNING", args.log_format)
     try:
         settings = load_settings(path=args.config)
     except ConfigError as exc:
