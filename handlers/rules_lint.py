@@ -82,8 +82,10 @@ def _evaluation_order(ruleset: RuleSet) -> list[Rule]:
 
 
 def _any_only(rule: Rule) -> bool:
+    """Only ``any`` terms and no time window: the rule fires on every message with one of them."""
     w = rule.when
-    return bool(w.any) and not (w.all or w.none or w.regex or w.channels or w.user_groups or w.platforms)
+    return bool(w.any) and not (w.all or w.none or w.regex or w.channels or w.user_groups or w.platforms
+                                or rule.active or rule.mute)
 
 
 def _covers(a_key: str, a_ignore_negated: bool, b_key: str, b_ignore_negated: bool) -> bool:
@@ -193,6 +195,13 @@ def lint(content: Mapping[str, Any], live: RuleSet | None, *,
     if disabled_pages:
         findings.append(Finding("warning", "disabled-page",
                                 "disabled page rules: " + ", ".join(f"`{i}`" for i in disabled_pages)))
+    for r in draft.rules:
+        if r.route == "page" and r.active:
+            findings.append(Finding("warning", "page-window", f"page rule `{r.id}` has `active` windows: outside "
+                                    f"them it does not page ({draft.timezone})", r.id))
+        if r.route == "page" and r.mute:
+            findings.append(Finding("warning", "page-mute", f"page rule `{r.id}` has `mute` windows: page rules "
+                                    "ignore them (nothing that pages is muted)", r.id))
     live_classifier = compile_ruleset(live) if live is not None else None
     findings.extend(critical_findings(draft_classifier, live_classifier, messages))
     return LintReport(tuple(findings))

@@ -18,6 +18,7 @@ from handlers.commands import CommandReply
 from handlers.rules_grammar import CommandError
 from handlers.rules_replay import ReplayReport
 from routing.model import Decision, Rule
+from routing.windows import describe as describe_windows
 
 MAX_SECTION = 2_900
 MAX_BLOCKS = 50
@@ -109,6 +110,10 @@ def rule_line(position: int | None, rule: Rule) -> str:
     where = f"{position}. " if position is not None else "– "
     what = ", ".join(conds) or "everything else (default)"
     extra = f" · _{', '.join(flags)}_" if flags else ""
+    if rule.active:
+        extra += f" · only {describe_windows(rule.active)}"
+    if rule.mute:
+        extra += f" · muted {describe_windows(rule.mute)}" + (" (ignored: page rules)" if rule.route == "page" else "")
     return f"{where}`{rule.id}` → *{rule.route}* ({rule.queue}, {rule.severity}) · {what}{extra}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -117,6 +117,8 @@ class RulesViews:
         shown, footer = paged(lines, p.page, LIST_PAGE, "rules list" + (" --draft" if p.draft else ""))
         head = (f"*Rules, {label}*, in evaluation order: page rules first, then the rest; the first match wins "
                 "(`continue` goes on). `/handoff rules show ID` for one rule.")
+        if any(r.active or r.mute for r in rs.rules):
+            head += f" Time windows are in {rs.timezone}."
         return Result(reply(head, "\n".join(shown), footer=footer))
 
     async def _show(self, actor: Actor, p: Parsed) -> Result:
@@ -142,6 +144,8 @@ class RulesViews:
             where = (f"evaluated #{order.index(rule['id']) + 1} of {len(order)}" if rule["id"] in order
                      else "disabled: never evaluated")
             last = " (the default: takes whatever no other rule takes)" if content["rules"][-1]["id"] == p.rule_id else ""
+            if rule.get("active") or rule.get("mute"):
+                last += f"; time windows in {rs.timezone}"
             sections.append(f"*`{p.rule_id}`, {label}*: {where}{last}\n{rule_yaml(rule)}")
         if all(s.endswith(f"no rule `{p.rule_id}`") for s in sections):
             raise CommandError(f"there is no rule `{p.rule_id}`; `rules list` shows them", USAGE["show"])
@@ -149,9 +153,10 @@ class RulesViews:
 
     async def _test(self, actor: Actor, p: Parsed) -> Result:
         redaction = redact(p.text)
+        at = p.at or self._clock()  # rules with time windows are tested at that moment
         msg = Message(text=redaction.text, platform=p.platform or actor.platform, user_id=p.as_user or actor.user_id,
                       channel_id=p.channel or actor.channel_id, user_groups=frozenset(p.groups) or actor.groups,
-                      channel_type="command")
+                      channel_type="command", at=at)
         if p.at is not None:
             async with self._sessionmaker() as session:
                 row = await rules_admin.ruleset_at(session=session, at=p.at)
@@ -173,6 +178,7 @@ class RulesViews:
             tag = "the same" if same else "DIFFERENT :arrow_left:"
             sections.append(decision_line(f"your draft (based on v{draft.base_version}), {tag}", d_draft))
         context = f"As {msg.user_id or '?'} on {msg.platform}" + (f" in {msg.channel_id}" if msg.channel_id else "")
+        context += f" at {at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
         if redaction.kinds:
             context += f"; secrets removed first, as intake does ({', '.join(redaction.kinds)})"
         return Result(reply(*sections, footer=context))

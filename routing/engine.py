@@ -6,10 +6,14 @@ Evaluation semantics (after Alertmanager's routing tree, flattened):
   so no ordinary rule can shadow a page rule;
 * the first rule whose conditions hold wins; a rule with ``continue`` records its match and lets
   evaluation go on; among all matches the strongest route wins (page > internal > msp);
-* the last rule is the unconditional default, so every message gets a decision.
+* the last rule is the unconditional default, so every message gets a decision;
+* a rule with time windows (``active``/``mute``, read in the rule set's ``timezone`` at
+  ``Message.at``) fires only inside an active window and outside every mute window; page rules
+  ignore ``mute``. Without ``Message.at`` windows are not applied.
 
 Cost: a message is scanned once by the automaton and once by the RE2 set, whatever the number of
-rules; only the rules that one of its terms (or regexes) could trigger are then checked, in order.
+rules; only the rules that one of its terms (or regexes) could trigger are then checked, in order,
+and the clock only for rules whose conditions held.
 """
 
 from __future__ import annotations
@@ -20,9 +24,19 @@ from dataclasses import dataclass
 import ahocorasick
 import re2
 
-from routing.model import ROUTE_RANK, Decision, Message, Rule, RuleMatch, RuleSet
+from routing.calendar import zone
+from routing.model import (
+    ROUTE_RANK,
+    Decision,
+    Message,
+    Rule,
+    RuleMatch,
+    RuleSet,
+    Window,
+)
 from routing.rules import compile_regex, re2_options
 from routing.text import BREAK, NEGATION_WINDOW, NEGATORS, fold, padded_folded, term_key
+from routing.windows import inside, local_clock
 
 FAIL_CLOSED_RULE = "fail-closed"
 
@@ -47,6 +61,8 @@ class _Compiled:
     channels: frozenset[str]
     user_groups: frozenset[str]
     platforms: frozenset[str]
+    active: tuple[Window, ...]
+    mute: tuple[Window, ...]  # empty for page rules: the page tier ignores mute windows
 
 
 @dataclass(slots=True)
@@ -63,6 +79,7 @@ class Classifier:
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
         self.version = ruleset.version
+        self._tz = zone(ruleset.timezone)
         enabled = [r for r in ruleset.rules if r.enabled]
         ordered = [r for r in enabled if r.route == "page"] + [r for r in enabled if r.route != "page"]
 
@@ -101,6 +118,7 @@ class Classifier:
                     all_set=frozenset(all_), none_set=frozenset(none), regex_set=frozenset(regex),
                     channels=frozenset(w.channels), user_groups=frozenset(w.user_groups),
                     platforms=frozenset(w.platforms),
+                    active=r.active, mute=() if r.route == "page" else r.mute,
                 )
             )
 
@@ -201,10 +219,20 @@ class Classifier:
             candidates.update(self._by_regex.get(x, ()))
 
         matches: list[RuleMatch] = []
+        timed_out: list[str] = []
+        clock: tuple[int, int] | None = None
         for pos in sorted(candidates):
             c = self._rules[pos]
             if not self._holds(c, msg, hits, regex_hits):
                 continue
+            if (c.active or c.mute) and msg.at is not None:
+                clock = clock or local_clock(msg.at, self._tz)
+                if c.active and not inside(c.active, *clock):
+                    timed_out.append(f"{c.rule.id} (outside its active hours)")
+                    continue
+                if inside(c.mute, *clock):
+                    timed_out.append(f"{c.rule.id} (muted)")
+                    continue
             r = c.rule
             matches.append(RuleMatch(r.id, r.route, r.severity, r.queue, self._evidence(c, hits, folded)))
             if not r.continue_:
@@ -214,7 +242,8 @@ class Classifier:
         best = max(matches, key=lambda m: ROUTE_RANK[m.route])  # max keeps the first of equals
         return Decision(
             route=best.route, severity=best.severity, queue=best.queue, rule_id=best.rule_id,
-            ruleset_version=self.version, why=_why(best, matches, self._unconditional(best.rule_id)), terms=best.terms, matches=tuple(matches),
+            ruleset_version=self.version, why=_why(best, matches, self._unconditional(best.rule_id), timed_out),
+            terms=best.terms, matches=tuple(matches),
         )
 
     def _unconditional(self, rule_id: str) -> bool:
@@ -244,7 +273,7 @@ def _negated(text: str, start: int) -> bool:
     return False
 
 
-def _why(best: RuleMatch, matches: Iterable[RuleMatch], unconditional: bool) -> str:
+def _why(best: RuleMatch, matches: Iterable[RuleMatch], unconditional: bool, timed_out: Iterable[str] = ()) -> str:
     if best.terms:
         why = f"rule {best.rule_id} matched " + ", ".join(f'"{t}"' for t in best.terms)
     elif unconditional:
@@ -254,6 +283,9 @@ def _why(best: RuleMatch, matches: Iterable[RuleMatch], unconditional: bool) -> 
     others = [m.rule_id for m in matches if m.rule_id != best.rule_id]
     if others:
         why += f"; also matched {', '.join(others)}"
+    skipped = list(timed_out)
+    if skipped:
+        why += f"; not at this time: {', '.join(skipped)}"
     return why
 
 
@@ -279,4 +311,4 @@ def classify_safely(classifier: Classifier, msg: Message) -> Decision:
         )
 
 
-__all__ = ["Classifier", "FAIL_CLOSED_RULE", "classify_safely", "compile_ruleset", "fail_closed_queue"]
+__all__ = ["FAIL_CLOSED_RULE", "Classifier", "classify_safely", "compile_ruleset", "fail_closed_queue"]

@@ -7,6 +7,7 @@ shared by every layer (``bot`` builds :class:`Message`, ``handlers`` stores :cla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, get_args
 
 Route = Literal["msp", "internal", "page"]
@@ -21,6 +22,10 @@ PLATFORMS: tuple[str, ...] = get_args(Platform)
 #: How strongly a route escalates; with ``continue`` fan-out the strongest matched route wins.
 ROUTE_RANK: dict[str, int] = {"msp": 0, "internal": 1, "page": 2}
 
+#: Weekday names of time windows, Monday first (``datetime.weekday()`` order).
+DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_DAYS: frozenset[int] = frozenset(range(7))
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -33,6 +38,8 @@ class Message:
         channel_id: Platform channel / conversation id.
         user_groups: Group handles or ids the author belongs to (for group filters).
         channel_type: ``im``, ``channel``, ``group``, ``mpim`` or ``personal``.
+        at: When it was written (timezone-aware), for rules with ``active``/``mute`` time windows.
+            None skips the windows: every rule is then evaluated as if always active and never muted.
     """
 
     text: str
@@ -41,6 +48,60 @@ class Message:
     channel_id: str = ""
     user_groups: frozenset[str] = frozenset()
     channel_type: str = ""
+    at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.at is not None and (self.at.tzinfo is None or self.at.utcoffset() is None):
+            raise ValueError(f"Message.at {self.at.isoformat()} is naive; give a timezone-aware datetime")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A weekly time window of a rule, in the rule set's time zone: ``days`` from ``start`` to ``end``.
+
+    Times are minutes after local midnight (``end`` may be 1440, "24:00"). When ``end`` is before
+    ``start`` the window runs overnight: it opens on each of ``days`` and closes the next morning.
+    """
+
+    start: int
+    end: int
+    days: frozenset[int] = ALL_DAYS
+
+    @property
+    def overnight(self) -> bool:
+        return self.end < self.start
+
+    def contains(self, weekday: int, minute: int) -> bool:
+        """Whether local ``weekday`` (0 = Monday) at ``minute`` after midnight is inside the window."""
+        if not self.overnight:
+            return weekday in self.days and self.start <= minute < self.end
+        if minute >= self.start:
+            return weekday in self.days
+        return minute < self.end and (weekday - 1) % 7 in self.days
+
+    def as_dict(self) -> dict[str, object]:
+        """The YAML form: ``{days: [...], from: "HH:MM", to: "HH:MM"}`` (``days`` left out when every day)."""
+        out: dict[str, object] = {}
+        if self.days != ALL_DAYS:
+            out["days"] = [DAY_NAMES[d] for d in sorted(self.days)]
+        out["from"] = _hhmm(self.start)
+        out["to"] = _hhmm(self.end)
+        return out
+
+    def describe(self) -> str:
+        """Short and human: ``mon-fri 22:00-06:00``, ``sat, sun 00:00-24:00``, ``08:00-18:00``."""
+        days = sorted(self.days)
+        if self.days == ALL_DAYS:
+            text = ""
+        elif len(days) > 2 and days == list(range(days[0], days[-1] + 1)):
+            text = f"{DAY_NAMES[days[0]]}-{DAY_NAMES[days[-1]]} "
+        else:
+            text = ", ".join(DAY_NAMES[d] for d in days) + " "
+        return f"{text}{_hhmm(self.start)}-{_hhmm(self.end)}"
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +144,8 @@ class Rule:
     enabled: bool = True
     ignore_negated: bool = False
     note: str = ""
+    active: tuple[Window, ...] = ()
+    mute: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +159,15 @@ class Queue:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """An ordered, immutable set of rules; the last rule is the unconditional default."""
+    """An ordered, immutable set of rules; the last rule is the unconditional default.
+
+    ``timezone`` (IANA name) is the zone the rules' time windows are read in.
+    """
 
     rules: tuple[Rule, ...]
     queues: tuple[Queue, ...] = ()
     version: int = 0
+    timezone: str = "UTC"
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)

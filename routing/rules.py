@@ -15,8 +15,10 @@ from typing import Any
 import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from routing.calendar import zone
 from routing.model import ROUTES, SEVERITIES, Conditions, Queue, Rule, RuleSet
 from routing.text import term_key
+from routing.windows import MAX_WINDOWS, parse_windows
 
 #: Bounds that keep a rule set (and the automaton built from it) a sane size.
 MAX_RULES = 20_000
@@ -81,6 +83,12 @@ class _When(_Strict):
     platforms: list[str] = Field(default_factory=list, max_length=3)
 
 
+class _Window(_Strict):
+    days: Any = None
+    from_: Any = Field(alias="from")
+    to: Any
+
+
 class _Rule(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     route: str
@@ -92,6 +100,8 @@ class _Rule(_Strict):
     enabled: bool = True
     ignore_negated: bool = False
     note: str = Field(default="", max_length=500)
+    active: list[_Window] = Field(default_factory=list, max_length=MAX_WINDOWS)
+    mute: list[_Window] = Field(default_factory=list, max_length=MAX_WINDOWS)
 
 
 class _Queue(_Strict):
@@ -101,6 +111,7 @@ class _Queue(_Strict):
 
 
 class _Routing(_Strict):
+    timezone: str = "UTC"
     queues: list[_Queue] = Field(min_length=1, max_length=200)
     rules: list[_Rule] = Field(min_length=1, max_length=MAX_RULES)
 
@@ -137,6 +148,10 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
         raise RuleSetError(f"{_loc(e['loc'])}: {_friendly(e)}" for e in exc.errors()) from None
 
     problems: list[str] = []
+    try:
+        zone(parsed.timezone)
+    except ValueError as exc:
+        problems.append(f"timezone: {exc}")
     queues = {q.name: q for q in parsed.queues}
     for i, declared in enumerate(parsed.queues):
         if declared.route not in ROUTES:
@@ -170,7 +185,13 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
             none=tuple(when.none), regex=tuple(when.regex),
             channels=tuple(when.channels), user_groups=tuple(when.user_groups), platforms=tuple(when.platforms),
         )
+        active, found = parse_windows(r.active, f"{at}.active")
+        mute, found_mute = parse_windows(r.mute, f"{at}.mute")
+        problems.extend(found + found_mute)
         if i == last:
+            if r.active or r.mute:
+                problems.append(f"{at}: the default rule takes whatever no other rule takes, at any time: "
+                                "it cannot have `active` or `mute` windows; put them on the rules before it")
             if not cond.is_empty:
                 problems.append(f"{at}: the last rule is the default and must have no `when` conditions")
             if not r.enabled:
@@ -188,6 +209,7 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
             Rule(
                 id=r.id, route=r.route, queue=r.queue, severity=r.severity, description=r.description,
                 when=cond, continue_=r.continue_, enabled=r.enabled, ignore_negated=r.ignore_negated, note=r.note,
+                active=active, mute=mute,
             )
         )
     if problems:
@@ -195,7 +217,7 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
     return RuleSet(
         rules=tuple(rules),
         queues=tuple(Queue(name=q.name, route=q.route, description=q.description) for q in parsed.queues),
-        version=version,
+        version=version, timezone=parsed.timezone,
     )
 
 
@@ -251,6 +273,9 @@ def ruleset_to_dict(rs: RuleSet) -> dict[str, Any]:
             when["any_of"] = [list(g) for g in r.when.any_of]
         if when:
             item["when"] = when
+        for key, windows in (("active", r.active), ("mute", r.mute)):
+            if windows:
+                item[key] = [w.as_dict() for w in windows]
         if r.ignore_negated:
             item["ignore_negated"] = True
         if r.continue_:
@@ -264,7 +289,8 @@ def ruleset_to_dict(rs: RuleSet) -> dict[str, Any]:
         {"name": q.name, "route": q.route, **({"description": q.description} if q.description else {})}
         for q in rs.queues
     ]
-    return {"queues": queues, "rules": rules}
+    head = {"timezone": rs.timezone} if rs.timezone != "UTC" else {}
+    return {**head, "queues": queues, "rules": rules}
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
