@@ -124,7 +124,9 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-def _check_hhmm(value: str) -> str:
+def _check_hhmm(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        value = f"{value // 60:02d}:{value % 60:02d}"  # YAML 1.1 reads an unquoted 18:00 as 1080 (minutes)
     if not isinstance(value, str) or not _HHMM.fullmatch(value):
         raise ValueError(f"{value!r} is not a time of day as HH:MM (24-hour, e.g. 08:00)")
     return value
@@ -176,7 +178,7 @@ class RotationConfig(_Section):
     start: date = date(2026, 1, 5)
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
-    _time = field_validator("handoff_time")(classmethod(lambda cls, v: _check_hhmm(v)))
+    _time = field_validator("handoff_time", mode="before")(classmethod(lambda cls, v: _check_hhmm(v)))
 
 
 class OverrideConfig(_Section):
@@ -231,7 +233,7 @@ class BusinessHoursConfig(_Section):
     holidays: list[date] = Field(default_factory=list)
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
-    _times = field_validator("open", "close")(classmethod(lambda cls, v: _check_hhmm(v)))
+    _times = field_validator("open", "close", mode="before")(classmethod(lambda cls, v: _check_hhmm(v)))
     _days = field_validator("weekdays")(classmethod(lambda cls, v: _check_weekdays(v)))
 
     @model_validator(mode="after")

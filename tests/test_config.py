@@ -96,3 +96,39 @@ def test_unreadable_files(tmp_path: Path) -> None:
 def test_extra_admins() -> None:
     assert extra_admins({"HANDOFF_ADMINS": " U1, ,U2 "}) == ["U1", "U2"]
     assert extra_admins({}) == []
+
+
+def test_oncall_and_business_hours_sections(tmp_path: Path) -> None:
+    data = shipped()
+    data["business_hours"] = {"timezone": "Europe/Berlin", "weekdays": ["Monday", "tue", "wed"], "open": 510,
+                              "close": "17:30", "holidays": ["2026-12-25"]}
+    data["oncall"] = {"rotation": {"people": [{"name": "Ana", "slack": "U1"}], "handoff_time": 540,
+                                   "timezone": "Europe/Berlin"}}
+    settings = load_settings(env={}, path=write(tmp_path, data))
+    hours = settings.business_hours
+    assert (hours.open, hours.close, hours.weekdays) == ("08:30", "17:30", ["mon", "tue", "wed"])  # YAML 08:30 is 510
+    assert settings.oncall.rotation.handoff_time == "09:00"
+    assert settings.pager == "chat"
+    assert load_settings(env={"PAGERDUTY_ROUTING_KEY": "r" * 32}, path=write(tmp_path, data)).pager == "pagerduty"
+    assert load_settings(env={"OPSGENIE_API_KEY": "k"}, path=write(tmp_path, data)).pager == "opsgenie"
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ("business_hours", {"timezone": "Mars/Olympus"}, "business_hours.timezone: Value error, unknown IANA time zone"),
+        ("business_hours", {"open": "8am"}, "business_hours.open: Value error, '8am' is not a time of day as HH:MM"),
+        ("business_hours", {"open": "18:00", "close": "08:00"}, "close (08:00) must be after open (18:00)"),
+        ("business_hours", {"weekdays": ["mon", "funday"]}, "unknown weekday(s) ['funday']"),
+        ("oncall", {"rotation": {"people": [{"name": "Bo"}]}}, "Bo: give a slack user id, a teams user id, or both"),
+        ("oncall", {"overrides": [{"person": "Bo", "start": "2026-12-24T18:00:00", "end": "2026-12-25T08:00:00"}]},
+         "need a UTC offset"),
+        ("opsgenie", {"api_key": "x"}, "opsgenie.api_key: secrets are never written in app.yaml"),
+    ],
+)
+def test_oncall_config_errors_say_what_to_fix(tmp_path: Path, section: str, value: object, message: str) -> None:
+    data = shipped()
+    data[section] = value
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={}, path=write(tmp_path, data))
+    assert message in str(err.value)
