@@ -118,6 +118,8 @@ class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
         Index("ix_tickets_platform_user_id", "platform", "user_id"),
+        Index("ix_tickets_platform_channel_id_thread_ref", "platform", "channel_id", "thread_ref"),
+        Index("ix_tickets_created_at", "created_at"),
         {"sqlite_autoincrement": True},  # never reuse a ticket number, even after a delete
     )
 
