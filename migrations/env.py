@@ -43,6 +43,10 @@ def _render_item(type_: str, obj: Any, _autogen_context: AutogenContext) -> str 
     return False
 
 
+#: How long a migrating SQLite connection waits for another process's upgrade to finish.
+MIGRATION_BUSY_TIMEOUT_MS = 120_000
+
+
 def _configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
@@ -64,6 +68,15 @@ def _do_run_migrations(connection: Connection) -> None:
     # One transaction for the whole upgrade, on SQLite too (our engine emits BEGIN IMMEDIATE):
     # the version check and the DDL are atomic, so concurrent starts cannot both migrate.
     _configure(connection=connection, transactional_ddl=True)
+    if connection.dialect.name == "sqlite":
+        # Another process may hold the write lock for a whole upgrade (table copies included), far
+        # longer than a request's wait; a starting replica should queue behind it, not fail.
+        # On the DBAPI connection, so it applies before SQLAlchemy's BEGIN IMMEDIATE waits for the lock.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {MIGRATION_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
     with context.begin_transaction():
         if is_postgres(connection):
             # Transaction-scoped: a second replica waits here, then finds the schema at head.
