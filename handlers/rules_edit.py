@@ -1,4 +1,6 @@
-"""Draft edits and diffs: pure functions over the ``routing:`` mapping (``ruleset_to_dict`` form).
+"""Draft edits: pure functions over the ``routing:`` mapping (``ruleset_to_dict`` form).
+
+Diffs live in :mod:`handlers.rules_diff` (``diff`` and ``RuleDiff`` are re-exported here).
 
 Every edit returns a new, validated and normalised mapping, or raises :class:`CommandError` saying
 what is wrong; the input is never modified. The last rule is the default: it cannot be removed,
@@ -9,11 +11,10 @@ from __future__ import annotations
 
 import copy
 import difflib
-from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from handlers.rules_diff import RuleDiff, diff
 from handlers.rules_grammar import RuleChange
 from handlers.rules_import import normalise, problems_text, validate
 from handlers.rules_tokens import CommandError
@@ -172,128 +173,6 @@ def set_enabled(content: Mapping[str, Any], rule_id: str, enabled: bool, *, usag
         _not_default(rules, i, "disabled", usage)
     rules[i]["enabled"] = enabled
     return normalise({**content, "rules": rules}, usage=usage)
-
-
-# --- diff ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RuleDiff:
-    """What changes from ``old`` to ``new``, rule by rule."""
-
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    changed: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    moved: tuple[str, ...] = ()
-    queues: tuple[str, ...] = ()
-    positions: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.moved or self.queues)
-
-    @property
-    def rule_ids(self) -> frozenset[str]:
-        """Every rule that is added, removed, changed or moved: the rules a replay must look at."""
-        return frozenset((*self.added, *self.removed, *(i for i, _ in self.changed), *self.moved))
-
-    def lines(self) -> list[str]:
-        where = dict(self.positions)
-        out = [f"+ added `{i}` at position {where.get(i, 0) + 1}" for i in self.added]
-        out += [f"- removed `{i}`" for i in self.removed]
-        out += [f"~ `{i}`: " + "; ".join(parts) for i, parts in self.changed]
-        order = [i for i, _ in sorted(self.positions, key=lambda p: p[1])]
-        for i in self.moved:
-            n = where.get(i, 0)
-            after = f", after `{order[n - 1]}`" if 0 < n <= len(order) else ", first"
-            out.append(f"↕ `{i}` now at position {n + 1}{after}")
-        out += [f"~ queues: {q}" for q in self.queues]
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"added": list(self.added), "removed": list(self.removed), "moved": list(self.moved),
-                "changed": {i: list(p) for i, p in self.changed}, "queues": list(self.queues)}
-
-
-def _flat(rule: Mapping[str, Any]) -> dict[str, Any]:
-    flat = {k: v for k, v in rule.items() if k != "when"}
-    for k, v in (rule.get("when") or {}).items():
-        flat[k] = v
-    return flat
-
-
-def _field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
-    a, b = _flat(old), _flat(new)
-    defaults: dict[str, Any] = {"continue": False, "ignore_negated": False, "enabled": True, "note": "",
-                                "description": ""}
-    parts: list[str] = []
-    for key in dict.fromkeys([*a, *b]):
-        va, vb = a.get(key, defaults.get(key, [])), b.get(key, defaults.get(key, []))
-        if va == vb:
-            continue
-        if isinstance(va, list) or isinstance(vb, list):
-            la, lb = list(va or []), list(vb or [])
-            plus = [f'"{t}"' for t in lb if t not in la]
-            minus = [f'"{t}"' for t in la if t not in lb]
-            text = " ".join(x for x in (f"+[{', '.join(plus)}]" if plus else "",
-                                         f"−[{', '.join(minus)}]" if minus else "") if x)
-            parts.append(f"{key} {text or 'reordered'}")
-        else:
-            parts.append(f"{key} {_short(va)} → {_short(vb)}")
-    return tuple(parts)
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return f'"{text[:60]}…"' if len(text) > 60 else (f'"{text}"' if isinstance(value, str) else text)
-
-
-def _stable(old_ids: list[str], new_ids: list[str]) -> set[str]:
-    """Ids of a longest subsequence common ids keep in the same order (the rest "moved")."""
-    where = {rid: i for i, rid in enumerate(new_ids)}
-    seq = [(where[rid], rid) for rid in old_ids if rid in where]
-    tails: list[int] = []
-    tail_ids: list[int] = []
-    parent: list[int] = [-1] * len(seq)
-    for k, (pos, _) in enumerate(seq):
-        j = bisect_left(tails, pos)
-        if j == len(tails):
-            tails.append(pos)
-            tail_ids.append(k)
-        else:
-            tails[j] = pos
-            tail_ids[j] = k
-        parent[k] = tail_ids[j - 1] if j else -1
-    keep: set[str] = set()
-    k = tail_ids[-1] if tail_ids else -1
-    while k >= 0:
-        keep.add(seq[k][1])
-        k = parent[k]
-    return keep
-
-
-def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> RuleDiff:
-    """Rule-level differences between two ``routing:`` mappings."""
-    old_rules = {r["id"]: r for r in old["rules"]}
-    new_rules = {r["id"]: r for r in new["rules"]}
-    old_ids, new_ids = list(old_rules), list(new_rules)
-    stable = _stable(old_ids, new_ids)
-    common = [i for i in new_ids if i in old_rules]
-    changed = tuple((i, _field_changes(old_rules[i], new_rules[i])) for i in common if old_rules[i] != new_rules[i])
-    queues: list[str] = []
-    oq = {q["name"]: q for q in old["queues"]}
-    nq = {q["name"]: q for q in new["queues"]}
-    queues += [f"+ `{n}` ({nq[n]['route']})" for n in nq if n not in oq]
-    queues += [f"- `{n}`" for n in oq if n not in nq]
-    queues += [f"~ `{n}`" for n in nq if n in oq and oq[n] != nq[n]]
-    return RuleDiff(
-        added=tuple(i for i in new_ids if i not in old_rules),
-        removed=tuple(i for i in old_ids if i not in new_rules),
-        changed=changed,
-        moved=tuple(i for i in common if i not in stable),
-        queues=tuple(queues),
-        positions=tuple((i, n) for n, i in enumerate(new_ids)),
-    )
 
 
 def evaluation_order(ruleset: RuleSet) -> list[str]:

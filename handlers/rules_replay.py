@@ -13,6 +13,10 @@ reads. Two things keep 100,000 requests within seconds:
   Aho-Corasick / RE2 scan too; ASCII text takes a fast path that gives exactly :func:`routing.text.fold` and
   :func:`routing.text.padded` (tested for equality), anything else uses those functions.
 
+Each request is replayed at the time it was stored (``created_at``), so rules with ``active`` /
+``mute`` windows decide as they would have then. A rule whose windows changed counts as changed, and
+when the ``timezone`` changed so does every rule with windows (they now open at other instants).
+
 :class:`ReplayClassifier` adds to the engine's classifier an entry point taking that shared form;
 it follows :meth:`routing.engine.Classifier.classify` (candidates, first match, ``continue``,
 strongest route), which the tests pin by comparing both on every replayed message.
@@ -34,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from routing.engine import FAIL_CLOSED_RULE, Classifier
 from routing.model import ROUTE_RANK, Message, Rule, RuleSet
 from routing.text import fold, padded_folded
+from routing.windows import inside, local_clock
 from storage import rules_admin
 from storage.models import ticket_key
 
@@ -73,10 +78,15 @@ class ReplayClassifier(Classifier):
             for x in regex_hits:
                 candidates.update(self._by_regex.get(x, ()))
             best: Rule | None = None
+            clock: tuple[int, int] | None = None
             for pos in sorted(candidates):
                 c = self._rules[pos]
                 if not self._holds(c, msg, hits, regex_hits):
                     continue
+                if (c.active or c.mute) and msg.at is not None:  # as the engine: only rules that held
+                    clock = clock or local_clock(msg.at, self._tz)
+                    if (c.active and not inside(c.active, *clock)) or inside(c.mute, *clock):
+                        continue
                 if best is None or ROUTE_RANK[c.rule.route] > ROUTE_RANK[best.route]:
                     best = c.rule
                 if not c.rule.continue_:
@@ -103,12 +113,24 @@ class ReplayClassifier(Classifier):
 def decisive_changes(added: Iterable[str], removed: Iterable[str], moved: Iterable[str],
                      changed: Iterable[str], live: RuleSet, draft: RuleSet) -> frozenset[str]:
     """The changed rules that can change a decision's route or rule: a rule whose severity, queue,
-    description or note alone changed decides the same messages the same way, so it is left out."""
+    description or note alone changed decides the same messages the same way, so it is left out.
+
+    Time windows count (``mute`` only off the page tier, which ignores it), and when the rule sets'
+    ``timezone`` differs every enabled rule with windows counts: its windows open at other instants.
+    """
     def decisive(rule: Rule | None) -> tuple[object, ...] | None:
-        return None if rule is None else (rule.when, rule.route, rule.enabled, rule.continue_, rule.ignore_negated)
+        return None if rule is None else (rule.when, rule.route, rule.enabled, rule.continue_, rule.ignore_negated,
+                                          *_windows(rule))
 
     kept = {i for i in changed if decisive(live.rule(i)) != decisive(draft.rule(i))}
+    if live.timezone != draft.timezone:
+        kept.update(r.id for rs in (live, draft) for r in rs.rules if r.enabled and any(_windows(r)))
     return frozenset((*added, *removed, *moved, *kept))
+
+
+def _windows(rule: Rule) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The windows the engine applies to ``rule``: ``active``, and ``mute`` unless it pages."""
+    return rule.active, (() if rule.route == "page" else rule.mute)
 
 
 def screen_for(live: RuleSet, draft: RuleSet, changed: Iterable[str]) -> ReplayClassifier | None:
@@ -128,7 +150,7 @@ def screen_for(live: RuleSet, draft: RuleSet, changed: Iterable[str]) -> ReplayC
 
 @dataclass(frozen=True, slots=True)
 class ReplayRow:
-    """A stored request whose paging would change."""
+    """A stored request whose paging would change (``at``: when it was stored, what it is replayed at)."""
 
     ticket: str
     text: str
@@ -136,6 +158,7 @@ class ReplayRow:
     old_rule: str
     new_route: str
     new_rule: str
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +212,9 @@ async def replay(
 ) -> ReplayReport:
     """Replay the requests stored since ``since`` (newest first) through ``live`` and ``draft``.
 
+    Each request is classified at its ``created_at``, so time windows apply as they would have then
+    (the time is only read when a rule of either set has windows the engine applies).
+
     Args:
         changed: Ids of the rules that differ (:attr:`handlers.rules_edit.RuleDiff.rule_ids`).
         budget_seconds: Stop after this long and report a partial result (``complete=False``).
@@ -200,6 +226,7 @@ async def replay(
     screener = screen_for(live, draft, changed) if screen else None
     if screen and not changed:
         screener = ReplayClassifier(RuleSet(rules=(Rule(id="@default", route="msp", queue="-"),)))
+    with_time = any(any(_windows(r)) for rs in (live, draft) for r in rs.rules if r.enabled)
     async with sessionmaker() as session:
         total = await rules_admin.count_requests(session=session, since=since)
     tally = _Tally()
@@ -207,7 +234,8 @@ async def replay(
 
     async def fetch(before_id: int | None) -> Sequence[Any]:
         async with sessionmaker() as session:
-            return await rules_admin.request_chunk(session=session, since=since, before_id=before_id, limit=chunk)
+            return await rules_admin.request_chunk(session=session, since=since, before_id=before_id, limit=chunk,
+                                                   with_time=with_time)
 
     # Read the next chunk while this one is classified (in a thread, so the event loop stays free).
     pending: asyncio.Task[Sequence[Any]] | None = asyncio.create_task(fetch(None))
@@ -237,13 +265,16 @@ async def replay(
     )
 
 
-def _classify_chunk(rows: Iterable[tuple[int, str, str, str, str]], live: ReplayClassifier,
-                    draft: ReplayClassifier, screener: ReplayClassifier | None, tally: _Tally) -> None:
+def _classify_chunk(rows: Iterable[Sequence[Any]], live: ReplayClassifier, draft: ReplayClassifier,
+                    screener: ReplayClassifier | None, tally: _Tally) -> None:
+    """Classify rows ``(id, text, platform, user_id, channel_id[, created_at])``; without a (timezone-aware)
+    ``created_at`` the windows are not applied, as :class:`routing.model.Message` documents."""
     shared = live.scans_like(draft)
-    for ticket_id, text, platform, user_id, channel_id in rows:
+    for ticket_id, text, platform, user_id, channel_id, *rest in rows:
         tally.replayed += 1
         folded, padded_text = normalised(text)
-        msg = Message(text=text, platform=platform, user_id=user_id, channel_id=channel_id)
+        at = rest[0] if rest and isinstance(rest[0], datetime) and rest[0].utcoffset() is not None else None
+        msg = Message(text=text, platform=platform, user_id=user_id, channel_id=channel_id, at=at)
         if screener is not None and not screener.any_holds(msg, folded, padded_text):
             continue
         tally.screened_in += 1
@@ -259,7 +290,7 @@ def _classify_chunk(rows: Iterable[tuple[int, str, str, str, str]], live: Replay
             tally.rule_changed += 1
         if (old_route == "page") == (new_route == "page"):
             continue
-        row = ReplayRow(ticket_key(ticket_id), text[:80], old_route, old_rule, new_route, new_rule)
+        row = ReplayRow(ticket_key(ticket_id), text[:80], old_route, old_rule, new_route, new_rule, at)
         if new_route == "page":
             tally.newly_count += 1
             if len(tally.newly) < MAX_LISTED:
