@@ -6,6 +6,12 @@ bad input never reaches a listener and never produces a 500. Bolt runs with
 ``process_before_response=True``: a request is acknowledged only after its ticket and outbox rows are
 committed, so nothing Slack was told we accepted can be lost. If that commit fails the answer is 503
 and Slack retries; the retry is deduplicated by event id.
+
+On-call page buttons (``block_actions`` with ``action_id`` ``handoff.page.<action>``) go to
+:class:`~handlers.ports.PageActions` and are answered through ``response_url`` after the ack (see
+:mod:`bot.slack_actions` for why and how). A DM or an @mention posted in a thread (``thread_ts``
+differs from its ``ts``) goes first to :class:`~handlers.ports.ThreadComments`: a comment on the
+ticket living in that thread; when no ticket lives there it is a new request, as any other message.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
+from bot.slack_actions import SlackPageButtons
 from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
+from handlers.ports import Connector, PageActions, ThreadComments, ThreadMessage
 from handlers.replies import slack_blocks
 
 log = logging.getLogger(__name__)
@@ -52,10 +60,19 @@ class SlackEdge:
         metrics: Metrics,
         max_age_seconds: int = 300,
         clock: Callable[[], float] | None = None,
+        page_actions: PageActions | None = None,
+        threads: ThreadComments | None = None,
+        responder: Connector | None = None,
     ) -> None:
+        """``page_actions``/``threads``: the on-call and thread-comment use cases (None: page buttons
+        answer "not enabled", thread messages are new requests). ``responder``: the ``slack.post``
+        connector that answers button presses through their ``response_url``."""
         self.intake = intake
         self.commands = commands
         self.metrics = metrics
+        self.page_actions = page_actions
+        self.threads = threads
+        self.buttons = SlackPageButtons(responder=responder)
         self._max_age = max_age_seconds
         self._verifier = SignatureVerifier(signing_secret)
         if clock is not None:
@@ -117,6 +134,7 @@ class SlackEdge:
         app.event("app_mention")(self._on_mention)
         app.event(re.compile(".*"))(self._ignore)  # unknown event types: acknowledged, ignored
         app.command("/handoff")(self._on_command)
+        app.action(re.compile(r"^handoff\.page\."))(self._on_page_action)  # before the catch-all
         app.action(re.compile(".*"))(self._on_action)
         app.error(self._on_error)
 
@@ -137,6 +155,13 @@ class SlackEdge:
     async def _intake_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         text = MENTION.sub("", str(event.get("text") or "")).strip()
         if not text or not event.get("user") or not event.get("channel"):
+            return
+        parent = str(event.get("thread_ts") or "")
+        in_thread = bool(parent) and parent != str(event.get("ts") or "")
+        if self.threads is not None and in_thread and await self.threads.comment(ThreadMessage(
+            platform="slack", event_id=str(body["event_id"]), user_id=str(event["user"]),
+            channel_id=str(event["channel"]), thread_ref=parent, text=text,
+        )):
             return
         thread = str(event.get("thread_ts") or event.get("ts") or "")
         result = await self.intake.handle(
@@ -162,8 +187,16 @@ class SlackEdge:
         else:
             await ack(response_type="ephemeral", text=reply.text, **({"blocks": reply.blocks} if reply.blocks else {}))
 
+    async def _on_page_action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await self.buttons.press(self.page_actions, body, action)  # committed before the ack
+        await ack()
+
     async def _on_action(self, ack: Any) -> None:
         await ack()
+
+    async def close(self) -> None:
+        """Let pending button answers finish (shutdown)."""
+        await self.buttons.close()
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse:
         log.error("slack listener failed (%s); answering 503 so Slack retries", type(error).__name__, exc_info=error)
@@ -202,6 +235,10 @@ def _check_shape(body: str, content_type: str) -> None:
                 raise BadRequest("interactivity payload is not valid JSON") from None
             if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
                 raise BadRequest("interactivity payload must be an object with a string `type`")
+            if payload["type"] == "block_actions":
+                actions = payload.get("actions")
+                if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
+                    raise BadRequest("block_actions payload needs a non-empty `actions` list of objects")
         elif "command" not in form and "ssl_check" not in form:
             raise BadRequest("form body is neither a slash command nor an interactivity payload")
         return

@@ -9,6 +9,15 @@ intake request whose reply (ticket id, route, reason as an Adaptive Card) is a `
 row; ``/handoff …`` goes to the command router. The request is acknowledged only after the commit;
 a database failure answers 503, Teams retries, and the retry is deduplicated by its event id.
 
+On-call page cards (:func:`bot.page_cards.page_card`): an ``adaptiveCard/action`` invoke with verb
+``handoff.page.<action>`` calls :class:`~handlers.ports.PageActions` and is answered in the invoke
+response itself, with the updated card (``application/vnd.microsoft.card.adaptive``: Teams replaces
+the card in place) when the outcome has one, else a message (``…activity.message``) shown to the
+presser; a malformed one gets ``statusCode`` 400 (``application/vnd.microsoft.error``). The
+``Action.Submit`` fallback (a message whose ``value`` is ``{"verb", "incident_id"}``) acts the same
+and is answered with a ``teams.post`` reply. A channel message in a reply chain (conversation id
+``…;messageid=<root>`` with another activity id) goes first to :class:`~handlers.ports.ThreadComments`.
+
 Why ``CloudAdapter`` (and not ``BotFrameworkAdapter``): it is the adapter botbuilder maintains
 (``BotFrameworkAdapter`` is deprecated) and it takes a pluggable ``BotFrameworkAuthentication``,
 so our own token check (:mod:`bot.teams_auth`, aiohttp, no blocking ``requests`` or global class
@@ -24,14 +33,10 @@ refuse to send (:class:`~bot.teams_auth.OutboxOnlyCredentials`): replies go thro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import hashlib
 import json
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -39,15 +44,28 @@ from typing import Any
 from aiohttp import web
 from botbuilder.core import ActivityHandler, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity, ChannelAccount, ConversationAccount, InvokeResponse
+from botbuilder.schema import (
+    Activity,
+    ChannelAccount,
+    ConversationAccount,
+    InvokeResponse,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
-from bot.teams_auth import AuthUnavailable, TeamsAuthError, TokenValidator, ValidatedAuthentication
-from bot.teams_cards import BadActivity, TeamsActivity, parse_activity
+from bot.page_cards import BadButton, PagePress, card_action, page_card
+from bot.teams_auth import (
+    AuthUnavailable,
+    TeamsAuthError,
+    TokenValidator,
+    ValidatedAuthentication,
+)
+from bot.teams_cards import CARD_TYPE, BadActivity, TeamsActivity, parse_activity
+from bot.teams_refs import ConversationBook
 from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
+from handlers.ports import ActionOutcome, PageActions, ThreadComments, ThreadMessage
 from storage import service
 from storage.models import ticket_id_from_key
 
@@ -62,6 +80,10 @@ COMMAND = re.compile(r"/handoff(?:\s+(.*))?", re.IGNORECASE | re.DOTALL)
 MENU_COMMANDS = frozenset({"help"})
 CHANNEL_TYPES = {"personal": "personal", "channel": "channel", "groupChat": "group"}
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
+NOT_WIRED = ActionOutcome(ok=False, text="On-call actions are not enabled on this server yet; nothing was changed.")
+
+__all__ = ["ConversationBook", "HandoffTeamsBot", "TeamsEdge", "bot_activity"]
 
 
 class HandoffTeamsBot(ActivityHandler):
@@ -69,16 +91,21 @@ class HandoffTeamsBot(ActivityHandler):
 
     * ``message`` in a 1:1 chat, or mentioning the bot in a channel or group chat: the mention is
       removed; ``/handoff …`` (or a bare command-menu word such as ``help``) goes to the command
-      router, anything else to intake with ``reply_kind="teams.post"``. Card submits (a ``value``)
-      are acknowledged and ignored for now, as are channel messages that do not mention the bot.
-    * ``invoke``: answered 200 and otherwise ignored (on-call buttons come later).
+      router, anything else to intake with ``reply_kind="teams.post"``. A channel reply in a
+      ticket's thread is a comment on it (``threads``), mentioned or not. Page-button submits (a
+      ``value``) act; other submits and unmentioned channel messages are ignored.
+    * ``invoke``: page buttons (``adaptiveCard/action``) act and answer with a card or a message;
+      other invokes are answered 200 and ignored.
     * Where we saw someone (1:1) or a channel/group chat, and when the bot is added somewhere, the
       conversation reference is stored for proactive messages (:class:`ConversationBook`).
     """
 
     def __init__(self, *, intake: Intake, commands: CommandRouter, sessionmaker: async_sessionmaker[AsyncSession],
                  clock: Callable[[], datetime], metrics: Metrics, on_commit: Callable[[], None] = lambda: None,
-                 remembered: int = 10_000) -> None:
+                 remembered: int = 10_000, page_actions: PageActions | None = None,
+                 threads: ThreadComments | None = None) -> None:
+        self.page_actions = page_actions
+        self.threads = threads
         self._intake = intake
         self._commands = commands
         self._sessionmaker = sessionmaker
@@ -92,13 +119,19 @@ class HandoffTeamsBot(ActivityHandler):
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         act: TeamsActivity = turn_context.turn_state[ACTIVITY]
-        if act.has_value or act.from_id == act.bot_id:
-            return  # a card submit (buttons come in a later issue), or our own message
+        if act.from_id == act.bot_id:
+            return  # our own message
+        if act.has_value:
+            await self._submit(act, turn_context.turn_state[BODY].get("value"))
+            return
+        command = COMMAND.fullmatch(act.text) if act.text else None
+        is_command = command is not None or act.text.lower() in MENU_COMMANDS
+        if not is_command and act.text and await self._thread_comment(act):
+            return
         if act.conversation_type not in ("personal", "") and not act.bot_mentioned:
             return
         if act.text:
-            command = COMMAND.fullmatch(act.text)
-            if command is not None or act.text.lower() in MENU_COMMANDS:
+            if is_command:
                 await self._command(act, (command.group(1) or "") if command is not None else act.text)
             else:
                 result = await self._intake.handle(Inbound(
@@ -113,10 +146,56 @@ class HandoffTeamsBot(ActivityHandler):
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         act: TeamsActivity = turn_context.turn_state[ACTIVITY]
         if act.name == ADAPTIVE_CARD_ACTION:  # Teams shows an error unless this has a body
-            return InvokeResponse(status=200, body={
-                "statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "Received.",
-            })
+            return InvokeResponse(status=200, body=await self._card_action(act, turn_context.turn_state[BODY]))
         return InvokeResponse(status=200)
+
+    async def _card_action(self, act: TeamsActivity, body: dict[str, Any]) -> dict[str, Any]:
+        """The ``adaptiveCard/action`` answer: an updated card, a message, or an error."""
+        try:
+            press = card_action(body.get("value"))
+        except BadButton as exc:
+            log.warning("teams page button refused: %s", exc)
+            return {"statusCode": 400, "type": "application/vnd.microsoft.error",
+                    "value": {"code": "BadRequest", "message": str(exc)}}
+        if press is None:
+            return {"statusCode": 200, "type": MESSAGE_TYPE, "value": "Received."}
+        outcome = await self._act(act, press)
+        if outcome.card is not None:
+            return {"statusCode": 200, "type": CARD_TYPE, "value": page_card(outcome.card)}
+        return {"statusCode": 200, "type": MESSAGE_TYPE, "value": outcome.text or "Done."}
+
+    async def _submit(self, act: TeamsActivity, value: Any) -> None:
+        """An ``Action.Submit`` (the page card's fallback): act, and answer in a reply."""
+        try:
+            press = card_action(value)
+        except BadButton as exc:
+            log.warning("teams page submit refused: %s", exc)
+            return
+        if press is not None:
+            outcome = await self._act(act, press)
+            await self._answer(act, outcome.text or "Done.")
+
+    async def _act(self, act: TeamsActivity, press: PagePress) -> ActionOutcome:
+        if self.page_actions is None:
+            return NOT_WIRED
+        actor = Actor(platform="teams", user_id=act.user_id, user_name=act.user_name,
+                      channel_id=act.team_channel_id or act.base_conversation_id)
+        return await self.page_actions.act(actor=actor, action=press.action, incident_id=press.incident_id,
+                                           event_id=act.event_id)
+
+    async def _thread_comment(self, act: TeamsActivity) -> bool:
+        """True when a channel reply was taken as a comment on the ticket living in its thread."""
+        root = act.conversation_id.partition(";messageid=")[2]
+        if self.threads is None or act.conversation_type != "channel" or not root or root == act.id:
+            return False
+        handled = await self.threads.comment(ThreadMessage(
+            platform="teams", event_id=act.event_id, user_id=act.user_id,
+            channel_id=act.team_channel_id or act.base_conversation_id, thread_ref=root, text=act.text,
+            user_name=act.user_name,
+        ))
+        if handled:
+            self.book.note(act)
+        return handled
 
     async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
         act: TeamsActivity = turn_context.turn_state[ACTIVITY]
@@ -138,7 +217,12 @@ class HandoffTeamsBot(ActivityHandler):
             self._metrics.observe_intake("teams", reply.intake)
             if reply.intake.duplicate:
                 return  # a retry: the first delivery of this activity was answered
-        payload = {**target, "text": reply.text, **({"ticket": reply.ticket} if reply.ticket else {})}
+        await self._answer(act, reply.text, ticket=reply.ticket)
+
+    async def _answer(self, act: TeamsActivity, text: str, *, ticket: str | None = None) -> None:
+        """Reply to ``act`` in its thread with a ``teams.post`` row, once per activity."""
+        target = act.reply_target()
+        payload = {**target, "text": text, **({"ticket": ticket} if ticket else {})}
         now = self._clock()
         async with self._sessionmaker.begin() as session:
             if not await service.record_inbound(session=session, platform="teams", event_id=f"{act.event_id}#reply",
@@ -146,103 +230,8 @@ class HandoffTeamsBot(ActivityHandler):
                 return
             await service.enqueue(session=session, kind="teams.post", payload=payload, now=now,
                                   idempotency_key=f"teams:{act.event_id}:reply",
-                                  ticket_id=ticket_id_from_key(reply.ticket) if reply.ticket else None)
+                                  ticket_id=ticket_id_from_key(ticket) if ticket else None)
         self._on_commit()
-
-
-class ConversationBook:
-    """Where requesters and channels can be reached later: conversation references, stored in batches.
-
-    A reference is written only when it differs from what this process last wrote for its key, and
-    pending ones go to the database together every ``interval`` seconds in one transaction, off the
-    request path: a burst of messages does not double the write transactions (SQLite has a single
-    writer). A crash loses at most ``interval`` seconds of references; the next message from that
-    person or channel stores it again, and every ticket keeps its own reply address meanwhile.
-    """
-
-    def __init__(self, *, sessionmaker: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
-                 interval: float = 0.25, remembered: int = 10_000) -> None:
-        self._sessionmaker = sessionmaker
-        self._clock = clock
-        self._interval = interval
-        self._pending: dict[str, tuple[str, str, TeamsActivity, dict[str, Any]]] = {}
-        self._seen: OrderedDict[str, str] = OrderedDict()
-        self._seen_max = remembered
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def note(self, act: TeamsActivity) -> None:
-        """Queue the reference of a 1:1 chat (``user:<id>``), channel or group chat, if it changed."""
-        reference = act.reference()
-        if act.conversation_type in ("personal", ""):
-            kind, key = "user", f"user:{act.user_id}"
-        else:
-            kind = "channel" if act.conversation_type == "channel" else "chat"
-            key = f"{kind}:{act.team_channel_id or act.base_conversation_id}"
-            reference.pop("user", None)  # a channel is not anyone's; keeps the row stable
-        if len(key) > 255:
-            key = f"{kind}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-        fingerprint = json.dumps(reference, sort_keys=True)
-        if self._seen.get(key) == fingerprint:
-            self._seen.move_to_end(key)
-            return
-        self._pending[key] = (kind, fingerprint, act, reference)
-        self._wake.set()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="teams-conversation-refs")
-
-    async def flush(self) -> int:
-        """Write what is pending in one transaction; returns how many references were written."""
-        batch, self._pending = self._pending, {}
-        if not batch:
-            return 0
-        try:
-            async with self._sessionmaker.begin() as session:
-                now = self._clock()
-                for key, (kind, _, act, reference) in batch.items():
-                    await service.upsert_conversation_ref(
-                        session=session, platform="teams", key=key, kind=kind, service_url=act.service_url,
-                        conversation_id=reference["conversation_id"], reference=reference, now=now,
-                        tenant_id=act.tenant_id,
-                    )
-        except BaseException:  # also cancellation at shutdown: close() writes them
-            for key, item in batch.items():  # keep them for the next try, unless a newer one came
-                self._pending.setdefault(key, item)
-            raise
-        for key, (_, fingerprint, _, _) in batch.items():
-            self._seen[key] = fingerprint
-            self._seen.move_to_end(key)
-        while len(self._seen) > self._seen_max:
-            self._seen.popitem(last=False)
-        return len(batch)
-
-    async def _run(self) -> None:
-        delay = self._interval
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(delay)  # let a burst gather
-            self._wake.clear()
-            try:
-                await self.flush()
-                delay = self._interval
-            except Exception as exc:  # noqa: BLE001 - retried; the request path never waits on this
-                log.warning("teams: storing %d conversation references failed (%s); retrying",
-                            len(self._pending), type(exc).__name__)
-                delay = min(delay * 2, 30.0)
-                self._wake.set()
-
-    async def close(self) -> None:
-        """Stop the writer and write what is still pending."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await self.flush()
-        except Exception as exc:  # noqa: BLE001 - shutting down; logged
-            log.warning("teams: %d conversation references not stored at shutdown (%s)", len(self._pending),
-                        type(exc).__name__)
 
 
 def bot_activity(act: TeamsActivity, body: dict[str, Any]) -> Activity:
@@ -320,7 +309,7 @@ class TeamsEdge:
         try:
             invoke = await self.adapter.process_activity(result, bot_activity(activity, body),
                                                          functools.partial(self._turn, activity, body))
-        except (OperationalError, DBAPIError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, OperationalError, DBAPIError, OSError):
             raise  # the application's error middleware answers 503; Teams retries
         except Exception:
             log.exception("teams turn failed (%s); answering 503 so Teams retries", activity.type)

@@ -6,7 +6,8 @@ bot's own ``<at>…</at>`` mention removed using the activity's mention entities
 
 Out: :func:`reply_activity` turns a ``teams.post`` outbox row into the Bot Framework message activity
 the connector posts: an Adaptive Card for a ticket reply (ticket id, where it went, why, the
-rotate-your-secret warning), Teams markdown for everything else (command answers).
+rotate-your-secret warning), the row's own ``card`` when it has one (a ``chat.notify`` page, see
+:mod:`bot.page_cards`), Teams markdown for everything else (command answers).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _SPACES = re.compile(r"[ \t\u00a0]+")
 _SLACK_BOLD = re.compile(r"(?<![*\w])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![*\w])")
 _MAX_ID = 1024
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 
 
 class BadActivity(ValueError):
@@ -193,8 +195,7 @@ def ticket_card(payload: dict[str, Any]) -> dict[str, Any]:
                          "wrap": True, "color": "Attention"})
         elif line.strip():
             body.append({"type": "TextBlock", "text": line, "wrap": True, "isSubtle": True})
-    return {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-            "version": "1.4", "body": body}
+    return {"type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": "1.4", "body": body}
 
 
 def reply_activity(payload: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +213,12 @@ def reply_activity(payload: dict[str, Any]) -> dict[str, Any]:
         activity["recipient"] = {"id": user["id"], "name": user.get("name") or ""}
     if payload.get("reply_to_id"):
         activity["replyToId"] = payload["reply_to_id"]
-    if payload.get("ticket"):
+    if payload.get("alert"):  # a 1:1 message that should notify (activity feed and toast)
+        activity["channelData"] = {"notification": {"alert": True}}
+    if isinstance(payload.get("card"), dict):
+        activity["summary"] = text.split("\n", 1)[0][:200]
+        activity["attachments"] = [{"contentType": CARD_TYPE, "content": payload["card"]}]
+    elif payload.get("ticket"):
         activity["summary"] = text.split("\n", 1)[0]
         activity["attachments"] = [{"contentType": CARD_TYPE, "content": ticket_card(payload)}]
     else:

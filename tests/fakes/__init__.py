@@ -2,11 +2,14 @@
 
 from tests.fakes.base import FakeService, RecordedRequest, Scripted
 from tests.fakes.msp import FakeMsp
+from tests.fakes.opsgenie import Alert, FakeOpsgenie
 from tests.fakes.pagerduty import FakePagerDuty, Incident
 from tests.fakes.slack_api import FakeSlackApi
 
 __all__ = [
+    "Alert",
     "FakeMsp",
+    "FakeOpsgenie",
     "FakePagerDuty",
     "FakeService",
     "FakeSlackApi",

@@ -251,3 +251,38 @@ def bot_added_to_team(service_url: str) -> dict[str, Any]:
         channelData={"team": {"id": CHANNEL, "name": "IT on-call", "aadGroupId": "2c02739d-4041-4ef2-b8b8-75508bc04808"},
                      "eventType": "teamMemberAdded", "tenant": {"id": TENANT}},
     )
+
+
+def card_execute(service_url: str, verb: str, data: Any, *, personal: bool = False,
+                 activity_id: str | None = None) -> dict[str, Any]:
+    """An ``adaptiveCard/action`` invoke (``Action.Execute``), from a channel post or a 1:1 chat.
+
+    No real recording exists (see ``fixtures/teams/SOURCES.md``): the envelope is the recorded invoke's,
+    the ``value`` the documented Universal Actions shape.
+    """
+    body = invoke(service_url, "adaptiveCard/action",
+                  {"action": {"type": "Action.Execute", "id": "", "verb": verb, "data": data}, "trigger": "manual"})
+    body["id"] = activity_id or f"f:{next_id()}"
+    if personal:
+        body["from"] = dict(USER)
+        body["conversation"] = {"conversationType": "personal", "tenantId": TENANT, "id": PERSONAL_CONVERSATION}
+        body["channelData"] = {"tenant": {"id": TENANT}, "source": {"name": "message"}}
+    return body
+
+
+def card_submit_value(service_url: str, value: Any, *, activity_id: str | None = None) -> dict[str, Any]:
+    """An ``Action.Submit`` from a card in a channel: a message whose ``value`` is the action's data."""
+    body = card_submit(service_url)
+    body["value"] = value
+    body["id"] = activity_id or f"f:{next_id()}"
+    return body
+
+
+def channel_reply(service_url: str, text: str, *, root_id: str, mention: bool = False,
+                  activity_id: str | None = None) -> dict[str, Any]:
+    """A reply in a channel thread (reply chain ``…;messageid=<root_id>``), mentioning the bot or not."""
+    body = channel_mention(service_url, text, activity_id=activity_id) if mention else channel_message(service_url, text)
+    if not mention and activity_id:
+        body["id"] = activity_id
+    body["conversation"]["id"] = f"{CHANNEL};messageid={root_id}"
+    return body

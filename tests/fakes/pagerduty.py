@@ -13,8 +13,12 @@ answers say, and answers like PagerDuty:
 
 Incidents are tracked per ``dedup_key``: a trigger opens one (or is deduplicated into the open one),
 acknowledge and resolve move it, and are silently dropped (still 202) when the key is unknown or
-comes with another ``routing_key`` than the trigger, as PagerDuty does. ``payload.summary`` longer
-than 1,024 characters is accepted and stored truncated, as PagerDuty does.
+comes with another ``routing_key`` than the trigger, as PagerDuty does (the Events API is
+asynchronous: a 202 says the event was accepted, not that it changed an alert). ``Incident.history``
+lists the states an alert went through (``["triggered", "acknowledged", "resolved"]``) and
+:meth:`FakePagerDuty.actions_for` the accepted actions naming a key, so a scenario can assert
+"exactly one trigger, then acknowledged, then resolved". ``payload.summary`` longer than 1,024
+characters is accepted and stored truncated, as PagerDuty does.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class Incident:
     source: str
     triggers: int = 1
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: States the alert went through, oldest first (a repeated acknowledge is not a new state).
+    history: list[str] = field(default_factory=lambda: ["triggered"])
 
 
 def _blank(value: Any) -> bool:
@@ -150,6 +156,10 @@ class FakePagerDuty(FakeService):
         """The incident tracked for ``dedup_key``, if any."""
         return self.incidents.get(dedup_key)
 
+    def actions_for(self, dedup_key: str) -> list[str]:
+        """Accepted ``event_action``s naming ``dedup_key``, in order (dropped ones included)."""
+        return [e["event_action"] for e in self.accepted if e["dedup_key"] == dedup_key]
+
     async def _enqueue(self, request: web.Request) -> web.Response:
         event = self.record_of(request).json
         if not isinstance(event, dict):
@@ -185,7 +195,10 @@ class FakePagerDuty(FakeService):
             return
         if current is None or current.routing_key != event["routing_key"] or current.status == "resolved":
             return  # PagerDuty drops these silently
-        current.status = "acknowledged" if action == "acknowledge" else "resolved"
+        status = "acknowledged" if action == "acknowledge" else "resolved"
+        if status != current.status:
+            current.history.append(status)
+        current.status = status
         current.events.append(event)
 
     async def _change(self, request: web.Request) -> web.Response:

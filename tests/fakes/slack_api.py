@@ -14,7 +14,13 @@ Methods live under ``/api/<method>`` (so :attr:`FakeSlackApi.api_base` stands in
 
 ``POST /response/<id>`` is a ``response_url``: it answers ``200 ok`` (plain text), ``404
 expired_url`` once expired with :meth:`FakeSlackApi.expire_response_url`, ``400 no_text``/
-``invalid_payload`` for unusable bodies.
+``invalid_payload``/``invalid_blocks`` for unusable bodies.
+
+``blocks`` are checked against the Block Kit limits handoff relies on (:func:`block_errors`: at most
+50 blocks, section text 3,000 characters, ``actions`` with 1-25 elements, button text 75, ``value``
+2,000, ``action_id``/``block_id`` 255 and unique, ``style`` primary/danger); a violation answers
+``invalid_blocks`` as Slack does. :func:`block_actions_body` builds the form body Slack POSTs when
+a button is pressed (shaped like ``fixtures/slack/interactivity.block_actions.json``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -35,6 +42,7 @@ BOT_USER_ID = "U0HANDOFF"
 BOT_ID = "B0HANDOFF"
 APP_ID = "A0HANDOFF"
 MAX_TEXT = 40_000
+_BLOCK_TYPES = {"section", "context", "actions", "divider", "header", "image", "input", "rich_text", "file", "video"}
 _SCOPES = {
     "chat.postMessage": "chat:write", "chat.postEphemeral": "chat:write", "users.info": "users:read",
     "conversations.open": "im:write", "auth.test": "",
@@ -218,7 +226,7 @@ class FakeSlackApi(FakeService):
                 blocks = json.loads(blocks)
             except ValueError:
                 return "invalid_blocks"
-        if blocks is not None and not isinstance(blocks, list):
+        if blocks is not None and (not isinstance(blocks, list) or block_errors(blocks)):
             return "invalid_blocks"
         text = args.get("text")
         if not text and not blocks and not args.get("attachments"):
@@ -310,5 +318,80 @@ class FakeSlackApi(FakeService):
             return web.Response(status=400, text="invalid_payload")
         if not body.get("text") and not body.get("blocks") and not body.get("delete_original"):
             return web.Response(status=400, text="no_text")
+        if body.get("blocks") is not None and (not isinstance(body["blocks"], list) or block_errors(body["blocks"])):
+            return web.Response(status=400, text="invalid_blocks")
         self.responses.setdefault(rid, []).append(body)
         return web.Response(status=200, text="ok", content_type="text/html")
+
+
+def _plain(text: Any, limit: int) -> bool:
+    return (isinstance(text, dict) and text.get("type") in ("plain_text", "mrkdwn")
+            and isinstance(text.get("text"), str) and 0 < len(text["text"]) <= limit)
+
+
+def block_errors(blocks: list[Any]) -> list[str]:
+    """What Slack would refuse in ``blocks`` (the subset of Block Kit rules handoff's messages touch)."""
+    errors: list[str] = []
+    if len(blocks) > 50:
+        errors.append("more than 50 blocks")
+    ids: set[str] = set()
+    action_ids: set[str] = set()
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict) or block.get("type") not in _BLOCK_TYPES:
+            errors.append(f"block {i}: unknown type")
+            continue
+        block_id = block.get("block_id")
+        if block_id is not None:
+            if not isinstance(block_id, str) or not block_id or len(block_id) > 255 or block_id in ids:
+                errors.append(f"block {i}: bad or repeated block_id")
+            ids.add(str(block_id))
+        kind = block["type"]
+        if kind == "section" and not _plain(block.get("text"), 3000):
+            errors.append(f"block {i}: section text missing or over 3000 characters")
+        elif kind == "context":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 0 < len(elements) <= 10 or not all(
+                    _plain(e, 3000) for e in elements):
+                errors.append(f"block {i}: context needs 1-10 text elements")
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 0 < len(elements) <= 25:
+                errors.append(f"block {i}: actions needs 1-25 elements")
+                continue
+            for element in elements:
+                if not isinstance(element, dict) or element.get("type") != "button":
+                    continue
+                action_id = element.get("action_id")
+                if (not _plain(element.get("text"), 75) or element["text"].get("type") != "plain_text"
+                        or not isinstance(action_id, str) or not 0 < len(action_id) <= 255 or action_id in action_ids
+                        or len(str(element.get("value", ""))) > 2000
+                        or element.get("style") not in (None, "primary", "danger")):
+                    errors.append(f"block {i}: invalid button {action_id!r}")
+                action_ids.add(str(action_id))
+    return errors
+
+
+def block_actions_body(action_id: str, value: str, *, user: str = "U0ONCALL", user_name: str = "oncall-olga",
+                       channel: str = "D0ONCALL", message_ts: str = "1726133800.000100",
+                       response_url: str = "https://hooks.slack.com/actions/T111/111/random-value",
+                       trigger_id: str | None = None, actions: Any = None) -> str:
+    """The form body Slack POSTs when a button of a bot message is pressed (``payload=<JSON>``)."""
+    trigger_id = trigger_id or f"{int(time.time())}.{next(_triggers)}.a1b2c3d4e5f60718"
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user_name, "name": user_name, "team_id": TEAM_ID},
+        "api_app_id": APP_ID, "token": "verification_token",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": trigger_id, "team": {"id": TEAM_ID, "domain": "fake-workspace"},
+        "channel": {"id": channel, "name": "directmessage" if channel.startswith("D") else "oncall"},
+        "message": {"type": "message", "user": BOT_USER_ID, "ts": message_ts, "bot_id": BOT_ID, "text": "page"},
+        "response_url": response_url,
+        "actions": actions if actions is not None else [{
+            "action_id": action_id, "block_id": "handoff.page.blk", "type": "button", "value": value,
+            "text": {"type": "plain_text", "text": "Button", "emoji": True}, "action_ts": f"{time.time():.6f}",
+        }],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+_triggers = itertools.count(1000)
