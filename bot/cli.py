@@ -182,11 +182,23 @@ async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
             async with core.sessionmaker() as session:
                 ticket = await service.get_ticket(session=session, key_or_id=result.ticket or "")
                 rows = await service.list_outbox(session=session, limit=20)
+            now = utcnow()
             for row in reversed([r for r in rows if ticket is not None and r.ticket_id == ticket.id]):
                 note = row.last_error if row.status != "delivered" else row.detail
-                stdout.write(f"     -> {row.kind}: {row.status}" + (f" - {note}" if note else "") + "\n")
+                status = row.status
+                if status == "pending" and row.next_attempt_at > now:
+                    status = f"scheduled for {row.next_attempt_at:%a %d %b %H:%M} UTC"
+                    note = _SCHEDULED.get(row.kind, note)
+                stdout.write(f"     -> {row.kind}: {status}" + (f" - {note}" if note else "") + "\n")
             stdout.flush()
     return 0
+
+
+_SCHEDULED = {
+    "sla.check": "the MSP's first response is due by then, else in-house IT takes over",
+    "internal": "in-house IT is told when it opens",
+    "oncall.escalate": "escalates if nobody acknowledges the page by then",
+}
 
 
 async def _outbox(settings: Settings, args: argparse.Namespace, stdout: TextIO) -> int:

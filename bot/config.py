@@ -124,9 +124,11 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-def _check_hhmm(value: Any) -> str:
+def _check_hhmm(value: Any, *, allow_24: bool = False) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
         value = f"{value // 60:02d}:{value % 60:02d}"  # YAML 1.1 reads an unquoted 18:00 as 1080 (minutes)
+    if allow_24 and value in ("24:00", 24 * 60):
+        return "24:00"
     if not isinstance(value, str) or not _HHMM.fullmatch(value):
         raise ValueError(f"{value!r} is not a time of day as HH:MM (24-hour, e.g. 08:00)")
     return value
@@ -224,7 +226,10 @@ class StormConfig(_Section):
 
 
 class BusinessHoursConfig(_Section):
-    """When in-house IT works: ``internal`` requests outside these hours wait for the next opening."""
+    """When in-house IT works: ``internal`` requests outside these hours wait for the next opening.
+
+    ``close: "24:00"`` means until midnight; all seven days from 00:00 to 24:00 is round the clock.
+    """
 
     timezone: str = "UTC"
     weekdays: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]), min_length=1)
@@ -233,7 +238,8 @@ class BusinessHoursConfig(_Section):
     holidays: list[date] = Field(default_factory=list)
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
-    _times = field_validator("open", "close", mode="before")(classmethod(lambda cls, v: _check_hhmm(v)))
+    _open = field_validator("open", mode="before")(classmethod(lambda cls, v: _check_hhmm(v)))
+    _close = field_validator("close", mode="before")(classmethod(lambda cls, v: _check_hhmm(v, allow_24=True)))
     _days = field_validator("weekdays")(classmethod(lambda cls, v: _check_weekdays(v)))
 
     @model_validator(mode="after")

@@ -5,21 +5,30 @@ then write the inbound event id, the ticket and every outbox row in a single tra
 event id (a platform retry) writes nothing. Deliveries happen later, in the outbox worker.
 Requests that arrive together share that transaction (group commit, :mod:`handlers.batching`): each
 caller still returns only once its own rows are committed.
+
+In the same transaction: a ``page`` decision opens or joins an incident (storm control,
+:mod:`handlers.paging_storm`); an ``internal`` request outside business hours is answered with the
+next opening and its in-house notice is due then (nobody is woken); an ``msp`` ticket gets its SLA
+deadline (``sla_due_at``) and the ``sla.check`` job that watches it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.batching import GroupCommitter
+from handlers.paging import PagingOptions
+from handlers.paging_storm import PageOutcome, PageReport, StormControl
 from handlers.replies import Reply, intake_reply, slack_blocks
 from handlers.rules_state import ActiveRules
+from handlers.sla import check_row
+from routing.calendar import BusinessCalendar
 from routing.engine import classify_safely
 from routing.model import Decision, Message
 from routing.redact import redact
@@ -62,13 +71,28 @@ class IntakeResult:
     reply: Reply | None = None
     redacted: tuple[str, ...] = ()
     outbox: tuple[str, ...] = ()
+    #: The incident a page report opened or joined, and what became of it (``paged``, ``joined``,
+    #: ``held``, ``unstaffed``); None for other routes.
+    incident_id: int | None = None
+    page: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class IntakeOptions:
+    """Tunables.
+
+    Attributes:
+        calendar: In-house IT's business hours: an ``internal`` request while closed is answered with
+            the next opening and its notice is delivered then. None: always open.
+        sla_first_response: Business time the MSP has for a first response (sets ``Ticket.sla_due_at``
+            and enqueues the ``sla.check`` job); None: no SLA. Needs ``calendar``.
+    """
+
     max_message_chars: int = 8_000
     internal_channel: str | None = None
     pager_source: str = "handoff"
+    calendar: BusinessCalendar | None = None
+    sla_first_response: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +117,18 @@ class Intake:
         clock: Callable[[], datetime],
         on_commit: Callable[[], None] = lambda: None,
         options: IntakeOptions = IntakeOptions(),
+        storm: StormControl | None = None,
         max_batch: int = 64,
         linger: float = 0.002,
     ) -> None:
+        """``storm`` opens or joins incidents for page decisions; the default pages through PagerDuty."""
         self._sessionmaker = sessionmaker
         self._rules = rules
         self._clock = clock
         self._on_commit = on_commit
         self._options = options
+        self._storm = storm or StormControl(options=PagingOptions(
+            pager="pagerduty", pager_source=options.pager_source, internal_channel=options.internal_channel))
         self._committer: GroupCommitter[_Prepared, IntakeResult] = GroupCommitter(
             self._write, max_batch=max_batch, linger=linger
         )
@@ -117,12 +145,13 @@ class Intake:
         message = Message(
             text=redaction.text, platform=inbound.platform, user_id=inbound.user_id,
             channel_id=inbound.channel_id, user_groups=inbound.user_groups, channel_type=inbound.channel_type,
+            at=self._clock(),
         )
         decision = classify_safely(self._rules.classifier, message)
         return _Prepared(inbound, redaction.text, redaction.kinds, decision, uuid.uuid4().hex[:12])
 
     async def _write(self, batch: Sequence[_Prepared]) -> list[IntakeResult]:
-        """One transaction for a batch: event ids, tickets, outbox rows."""
+        """One transaction for a batch: event ids, tickets, incidents (storm control), outbox rows."""
         now = self._clock()
         results: list[IntakeResult] = [IntakeResult(duplicate=True)] * len(batch)
         async with self._sessionmaker.begin() as session:
@@ -137,26 +166,58 @@ class Intake:
                     accepted.append(i)
             if not accepted:
                 return results
+            sla_due = {i: self._sla_due(batch[i].decision, now) for i in accepted}
             ids = await bulk.create_tickets(
-                session=session, rows=[self._ticket_row(batch[i]) for i in accepted], now=now
+                session=session, rows=[{**self._ticket_row(batch[i]), "sla_due_at": sla_due[i]} for i in accepted],
+                now=now,
             )
+            pages = [(i, PageReport(ticket_id=t, ticket=ticket_key(t), uid=batch[i].uid, text=batch[i].text,
+                                    decision=batch[i].decision, requester=_requester(batch[i].inbound)))
+                     for i, t in zip(accepted, ids) if batch[i].decision.route == "page"]
+            outcomes = dict(zip((i for i, _ in pages),
+                                await self._storm.page(session=session, reports=[r for _, r in pages], now=now)))
             rows: list[dict[str, Any]] = []
             for i, ticket_id in zip(accepted, ids):
                 p = batch[i]
                 key = ticket_key(ticket_id)
                 reply = intake_reply(key, p.decision, p.redacted)
-                deliveries = self._deliveries(key, p.uid, p.inbound, p.decision, p.text, reply, now)
-                rows.extend(
-                    {"kind": kind, "payload": payload, "idempotency_key": idem, "ticket_id": ticket_id}
-                    for kind, payload, idem in deliveries
-                )
+                page = outcomes.get(i)
+                opening = self._after_hours(p.decision, now)
+                if page is not None:
+                    reply = _with_lead(reply, page.lead)
+                elif opening is not None and self._options.calendar is not None:
+                    when = self._options.calendar.describe(opening, now=now)
+                    reply = _with_lead(reply, f"Ticket {key} is with in-house IT, who are out of the office now: they "
+                                              f"will pick this up at {when}. Nobody is woken for this; only critical "
+                                              "problems page the on-call engineer.")
+                deliveries = self._deliveries(key, ticket_id, p, reply, now, page, opening, sla_due[i])
+                rows.extend(deliveries)
                 results[i] = IntakeResult(
                     duplicate=False, ticket=key, decision=p.decision, reply=reply, redacted=p.redacted,
-                    outbox=tuple(kind for kind, _, _ in deliveries),
+                    outbox=tuple(row["kind"] for row in deliveries), incident_id=page.incident_id if page else None,
+                    page=page.status if page else None,
                 )
             await bulk.enqueue_many(session=session, rows=rows, now=now)
         self._on_commit()
         return results
+
+    def _sla_due(self, decision: Decision, now: datetime) -> datetime | None:
+        """When the MSP's first response is due (business hours), for ``msp`` tickets when an SLA is set."""
+        opts = self._options
+        if decision.route != "msp" or opts.calendar is None or opts.sla_first_response is None:
+            return None
+        return opts.calendar.add_business_time(now, opts.sla_first_response)
+
+    def _after_hours(self, decision: Decision, now: datetime) -> datetime | None:
+        """The next opening when an ``internal`` request arrives while in-house IT is closed, else None.
+
+        Only the ``internal`` route waits; a page pages whatever the hour, and a request that could not
+        be classified (fail closed) is not held back either: it might be critical.
+        """
+        calendar = self._options.calendar
+        if decision.route != "internal" or decision.fail_closed or calendar is None or calendar.is_open(now):
+            return None
+        return calendar.next_open(now)
 
     @staticmethod
     def _ticket_row(p: _Prepared) -> dict[str, Any]:
@@ -171,54 +232,55 @@ class Intake:
         }
 
     def _deliveries(
-        self, key: str, uid: str, inbound: Inbound, decision: Decision, text: str, reply: Reply, now: datetime
-    ) -> list[tuple[str, dict[str, Any], str]]:
-        """The outbox rows of one accepted request: (kind, payload, idempotency key).
+        self, key: str, ticket_id: int, p: _Prepared, reply: Reply, now: datetime, page: PageOutcome | None,
+        opening: datetime | None, sla_due: datetime | None,
+    ) -> list[dict[str, Any]]:
+        """The outbox rows of one accepted request.
 
         Only the ``msp`` route ever produces an ``msp`` row: security and stability matters never
-        leave the building, whatever other rules matched with ``continue``.
+        leave the building, whatever other rules matched with ``continue``. An ``internal`` notice
+        that arrives after hours is due at the next opening (``opening``); page rows come from storm
+        control (``page``).
         """
-        requester = {
-            "platform": inbound.platform, "user_id": inbound.user_id, "name": inbound.user_name,
-            "channel": inbound.channel_id,
-        }
+        inbound, decision, text, uid = p.inbound, p.decision, p.text, p.uid
+        requester = _requester(inbound)
         common = {
             "id": key, "text": text, "queue": decision.queue, "severity": decision.severity,
             "route": decision.route, "rule": decision.rule_id, "ruleset_version": decision.ruleset_version,
             "why": decision.why, "requester": requester, "created_at": now.isoformat(),
         }
-        rows: list[tuple[str, dict[str, Any], str]] = []
+        rows: list[dict[str, Any]] = []
+
+        def add(kind: str, payload: dict[str, Any], suffix: str, due: datetime | None = None) -> None:
+            rows.append({"kind": kind, "payload": payload, "idempotency_key": f"handoff-{uid}-{key}-{suffix}",
+                         "ticket_id": ticket_id, "next_attempt_at": due or now})
+
         if decision.route == "msp":
-            rows.append(("msp", common, f"handoff-{uid}-{key}-msp"))
-        else:
-            rows.append((
-                "internal",
-                {**common, "channel": self._options.internal_channel, "text": _internal_text(key, decision, text)},
-                f"handoff-{uid}-{key}-internal",
-            ))
-        if decision.route == "page":
-            rows.append((
-                "pagerduty",
-                {
-                    "event_action": "trigger",
-                    "dedup_key": f"handoff-{uid}-{key}",
-                    "summary": f"[{key}] {text}"[:1024],
-                    "source": self._options.pager_source,
-                    "severity": "critical",
-                    "custom_details": {
-                        "ticket": key, "rule": decision.rule_id, "why": decision.why,
-                        "ruleset_version": decision.ruleset_version, "requester": requester,
-                    },
-                },
-                f"handoff-{uid}-{key}-page",
-            ))
+            add("msp", {**common, "event": "ticket.created"}, "msp")
+            if sla_due is not None:
+                rows.append(check_row(ticket_id, sla_due))
+        elif page is None or page.internal:
+            notice = _internal_text(key, decision, text) + (f"\n{page.note}" if page and page.note else "")
+            if opening is not None:
+                notice += f"\n(Arrived after hours at {now:%Y-%m-%d %H:%M} UTC; posted at the next opening.)"
+            add("internal", {**common, "channel": self._options.internal_channel, "text": notice}, "internal", opening)
+        if page is not None:
+            rows.extend({**row, "next_attempt_at": row.get("next_attempt_at", now)} for row in page.rows)
         if inbound.reply_kind:
-            rows.append((
-                inbound.reply_kind,
-                {**inbound.reply_target, "text": reply.text, "blocks": slack_blocks(reply), "ticket": key},
-                f"handoff-{uid}-{key}-reply",
-            ))
+            add(inbound.reply_kind,
+                {**inbound.reply_target, "text": reply.text, "blocks": slack_blocks(reply), "ticket": key}, "reply")
         return rows
+
+
+def _requester(inbound: Inbound) -> dict[str, Any]:
+    return {"platform": inbound.platform, "user_id": inbound.user_id, "name": inbound.user_name,
+            "channel": inbound.channel_id}
+
+
+def _with_lead(reply: Reply, lead: str) -> Reply:
+    """``reply`` with its first line (the lead) replaced."""
+    _, sep, rest = reply.text.partition("\n")
+    return replace(reply, text=lead + sep + rest)
 
 
 def _internal_text(key: str, decision: Decision, text: str) -> str:

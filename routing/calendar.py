@@ -94,7 +94,7 @@ class BusinessCalendar:
         days = frozenset(parse_weekday(d) for d in weekdays)
         if not days:
             raise ValueError("business hours need at least one weekday")
-        opens, closes = parse_hhmm(open), parse_hhmm(close)
+        opens, closes = parse_hhmm(open), parse_hhmm(close, allow_24=True)
         if closes <= opens:
             raise ValueError(f"close ({close}) must be after open ({open}) on the same day")
         return cls(timezone=timezone, tz=zone(timezone), weekdays=days, opens=opens, closes=closes,
@@ -106,7 +106,11 @@ class BusinessCalendar:
         """The open interval of ``day`` in UTC, or None when the office is closed all day."""
         if day.weekday() not in self.weekdays or day in self.holidays:
             return None
-        start, end = local_instant(day, self.opens, self.tz), local_instant(day, self.closes, self.tz)
+        start = local_instant(day, self.opens, self.tz)
+        if self.closes == time.max:  # "24:00": open until the next midnight (round the clock with 00:00)
+            end = local_instant(day + timedelta(days=1), time.min, self.tz)
+        else:
+            end = local_instant(day, self.closes, self.tz)
         return (start, end) if start < end else None
 
     def _days_from(self, at: datetime) -> Iterator[tuple[datetime, datetime]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.config import Settings, load_settings
+from bot.config import WEEKDAYS, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 APP_YAML = REPO / "app.yaml"
@@ -21,9 +21,16 @@ BOT_TOKEN = "xoxb-fake-token"
 
 
 def make_settings(db_url: str, **env: str) -> Settings:
-    """Settings from the shipped app.yaml, with a test database and the given environment."""
+    """Settings from the shipped app.yaml, with a test database and the given environment.
+
+    In-house IT works round the clock here, so a test that does not set business hours behaves the
+    same on a Saturday night as on a Tuesday morning (tests that need hours set them, with a clock).
+    """
     base = {"HANDOFF_DATABASE_URL": db_url}
-    return load_settings(env={**base, **env}, path=APP_YAML)
+    settings = load_settings(env={**base, **env}, path=APP_YAML)
+    hours = settings.business_hours
+    hours.weekdays, hours.open, hours.close, hours.holidays = list(WEEKDAYS), "00:00", "24:00", []
+    return settings
 
 
 def slack_signature(secret: str, timestamp: str, body: str) -> str:

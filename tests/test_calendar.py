@@ -240,3 +240,18 @@ def test_between_then_add_reaches_the_last_open_moment(start: datetime, span: ti
     assert cal.business_time_between(reached, end) == timedelta(0)
     if cal.is_open(end):
         assert reached == end
+
+
+def test_round_the_clock_with_close_at_24_00() -> None:
+    always = BusinessCalendar.build(timezone="Europe/Berlin", weekdays=["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                    open="00:00", close="24:00")
+    for at in (datetime(2026, 11, 28, 22, 59, 59, 999999, tzinfo=UTC), datetime(2026, 11, 28, 23, 0, tzinfo=UTC),
+               datetime(2026, 3, 29, 1, 30, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)):
+        assert always.is_open(at) and always.next_open(at) == at
+    start = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
+    assert always.add_business_time(start, timedelta(hours=72)) == start + timedelta(hours=72)
+    late = BusinessCalendar.build(timezone="UTC", weekdays=["fri"], open="20:00", close="24:00")
+    assert late.is_open(datetime(2026, 11, 27, 23, 59, tzinfo=UTC))
+    assert not late.is_open(datetime(2026, 11, 28, 0, 0, tzinfo=UTC))
+    assert late.add_business_time(datetime(2026, 11, 27, 22, 0, tzinfo=UTC), timedelta(hours=3)) == \
+        datetime(2026, 12, 4, 21, 0, tzinfo=UTC)

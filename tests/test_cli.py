@@ -63,17 +63,20 @@ def test_chat_then_outbox(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
     assert main(["chat"]) == 0
     out = capsys.readouterr().out
     assert "IT-1001" in out and "IT-1002" in out and "IT-1003" in out
-    assert "-> msp: delivered" in out and "-> pagerduty: delivered" in out
+    assert "-> msp: delivered" in out and "-> internal: delivered" in out
+    # No pager configured and nobody on call: the page is not silently lost, the channel and admins are told.
+    assert "Nobody is on call right now, so I alerted the in-house IT channel and the admins" in out
+    assert "-> sla.check: scheduled for" in out  # the MSP's first-response watchdog, shown to a newcomer
     assert "WARNING: I removed a password" in out and "Hunter2!x" not in out
 
     assert main(["outbox", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     kinds = sorted(r["kind"] for r in rows)
-    assert kinds == ["internal", "msp", "msp", "pagerduty"]
-    assert all(r["status"] == "delivered" for r in rows)
+    assert kinds == ["admin.alert", "internal", "internal", "msp", "msp", "sla.check", "sla.check"]
+    assert all(r["status"] == "delivered" for r in rows if r["kind"] != "sla.check")
     assert not any("Hunter2!x" in json.dumps(r) for r in rows)
-    assert main(["outbox", "--kind", "pagerduty"]) == 0
-    assert "pagerduty" in capsys.readouterr().out
+    assert main(["outbox", "--kind", "admin.alert"]) == 0
+    assert "NOBODY on call" in capsys.readouterr().out
 
 
 def test_config_error_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

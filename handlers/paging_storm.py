@@ -1,0 +1,153 @@
+"""Storm control: a ``page`` decision becomes a new incident (and a page) or joins an open one.
+
+Runs inside intake's transaction, after the tickets are inserted. For each page report:
+
+1. lock the rule (PostgreSQL advisory lock, :func:`storage.incidents.lock_rule`; SQLite's
+   ``BEGIN IMMEDIATE`` already serialises), so two replicas never both open the incident of one storm;
+2. an open incident of the same rule and grouping key (:mod:`handlers.paging_group`) whose last
+   report is within ``storm.window_minutes`` -> the ticket joins it: ``reports + 1``, a ``subscribed``
+   history line, and the reporter is told it is a known issue and they will hear when it is resolved;
+3. else a new incident. If the rule already paged ``storm.max_pages_per_rule_per_hour`` times in the
+   last hour, it is **held**: no PagerDuty / Opsgenie / DM, but a notice in the on-call channel(s) (or the
+   in-house channel) and a line in ``/handoff incidents``; never dropped. Otherwise it pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.paging import PagingOptions, Row, channel_rows, page_text, pager_row
+from handlers.paging_escalation import Escalation
+from handlers.paging_group import group_key
+from routing.model import Decision
+from storage import incidents as store
+from storage.models import Incident
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PageReport:
+    """One accepted page request, its ticket already inserted."""
+
+    ticket_id: int
+    ticket: str
+    uid: str
+    text: str
+    decision: Decision
+    requester: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PageOutcome:
+    """What became of a page report.
+
+    Attributes:
+        status: ``paged`` (new incident, someone reached), ``joined`` (known issue), ``held`` (page cap),
+            ``unstaffed`` (new incident but nobody on call: the in-house channel and admins were told).
+        lead: First line of the reporter's reply.
+        rows: Outbox rows to enqueue with the ticket's own.
+        internal: Whether the usual in-house ``internal`` notice is written (not for a joined report:
+            forty "e-mail is down" notices would be a storm of their own).
+        note: Added to the in-house notice.
+    """
+
+    incident_id: int
+    status: str
+    lead: str
+    rows: list[Row] = field(default_factory=list)
+    internal: bool = True
+    note: str = ""
+
+
+class StormControl:
+    """Opens or joins incidents for intake (one instance per process)."""
+
+    def __init__(self, *, options: PagingOptions, escalation: Escalation | None = None) -> None:
+        self.options = options
+        self._escalation = escalation
+
+    async def page(self, *, session: AsyncSession, reports: Sequence[PageReport], now: datetime) -> list[PageOutcome]:
+        """Decide every page report of one intake transaction, in order."""
+        for rule_id in sorted({r.decision.rule_id for r in reports}):
+            await store.lock_rule(session=session, rule_id=rule_id)
+        return [await self._one(session, r, now) for r in reports]
+
+    async def _one(self, session: AsyncSession, report: PageReport, now: datetime) -> PageOutcome:
+        d, opts = report.decision, self.options
+        key = group_key(d, report.text)
+        incident = await store.find_open_incident(session=session, rule_id=d.rule_id, group_key=key,
+                                                  since=now - opts.storm_window)
+        if incident is not None:
+            return await self._join(session, incident, report, now)
+        held = await store.count_pages_since(session=session, rule_id=d.rule_id, since=now - HOUR) \
+            >= opts.max_pages_per_hour
+        requester = str(report.requester.get("name") or report.requester.get("user_id") or "")
+        incident = await store.create_incident(
+            session=session, now=now, rule_id=d.rule_id, group_key=key, status="triggered",
+            pager="held" if held else opts.pager, dedup_key=f"handoff-{report.uid}-{report.ticket}",
+            severity=d.severity if d.severity in ("critical", "high") else "critical", summary=report.text[:2000],
+            first_ticket_id=report.ticket_id,
+            detail={"ticket": report.ticket, "why": d.why, "requester": requester, "rule": d.rule_id,
+                    "ruleset_version": d.ruleset_version},
+        )
+        await store.link_tickets(session=session, ticket_ids=[report.ticket_id], incident_id=incident.id)
+        if held:
+            return self._held(incident, report)
+        if incident.pager in ("pagerduty", "opsgenie"):
+            details = {"ticket": report.ticket, "rule": d.rule_id, "why": d.why, "ruleset_version": d.ruleset_version,
+                       "requester": report.requester, "incident": incident.id, "group": key}
+            row = pager_row(incident, "trigger", ticket=report.ticket, source=opts.pager_source, details=details,
+                            priority=opts.opsgenie_priority)
+            return PageOutcome(incident.id, "paged", f"This looks critical. Ticket {report.ticket} is with in-house "
+                               f"IT, and the on-call engineer has been paged.", rows=[row] if row else [])
+        if self._escalation is None:
+            raise RuntimeError("the chat pager needs an Escalation")
+        step = await self._escalation.step(session=session, incident=incident, level=0, now=now)
+        if step.fallback:
+            return PageOutcome(incident.id, "unstaffed",
+                               f"This looks critical. Ticket {report.ticket} is with in-house IT. Nobody is on call "
+                               "right now, so I alerted the in-house IT channel and the admins.",
+                               note="NOBODY ON CALL: no page was sent to a person.")
+        return PageOutcome(incident.id, "paged", f"This looks critical. Ticket {report.ticket} is with in-house IT, "
+                           f"and the on-call engineer has been paged ({step.label}).")
+
+    async def _join(self, session: AsyncSession, incident: Incident, report: PageReport, now: datetime) -> PageOutcome:
+        await store.add_report(session=session, incident_id=incident.id, now=now)
+        await session.refresh(incident)
+        await store.link_tickets(session=session, ticket_ids=[report.ticket_id], incident_id=incident.id)
+        first = str(incident.detail.get("ticket", ""))
+        await store.add_ticket_events(session=session, now=now, events=[{
+            "ticket_id": report.ticket_id, "kind": "subscribed", "actor": "system",
+            "text": f"Known issue: joined incident #{incident.id} ({first}); {incident.reports} reports.",
+            "detail": {"incident_id": incident.id, "group_key": incident.group_key}}])
+        if incident.status == "acknowledged":
+            state = "the on-call engineer is already working on it"
+        elif incident.pager == "held":
+            state = "the on-call team has been told"
+        else:
+            state = "the on-call engineer has already been paged"
+        lead = (f"This is a known issue ({incident.reports} reports so far, first {first}): {state}. "
+                f"Ticket {report.ticket} is linked to it and you're subscribed: I'll tell you here when it is "
+                "resolved.")
+        return PageOutcome(incident.id, "joined", lead, internal=False)
+
+    def _held(self, incident: Incident, report: PageReport) -> PageOutcome:
+        opts = self.options
+        d = report.decision
+        cap = (f"held back by the page cap: {opts.max_pages_per_hour} pages for rule `{d.rule_id}` in the last "
+               "hour. Nobody was paged for it: press Escalate to page it now, or acknowledge / resolve it here "
+               "(`/handoff incidents` lists it).")
+        text = page_text(incident, ticket=report.ticket, why=d.why, requester=str(incident.detail.get("requester", "")),
+                         note=f"Page {cap}")
+        rows = channel_rows(incident=incident, text=text, ticket=report.ticket, options=opts, level=0, tag=":held",
+                            title="Held page")
+        lead = (f"This looks critical. Ticket {report.ticket} is with in-house IT. The on-call engineer has already "
+                "been paged several times this hour for similar reports, so this one was passed to the on-call team "
+                "without paging again; it is not lost.")
+        return PageOutcome(incident.id, "held", lead, rows=rows, note=f"HELD ({cap})")
