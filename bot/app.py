@@ -24,19 +24,32 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import paging_setup
 from bot.config import Settings, extra_admins, teams_mode
-from bot.connectors import LocalSink, MspWebhookConnector, PagerDutyConnector, SlackWebConnector
-from bot.connectors.teams import BotTokenProvider, FanOut, TeamsChannelPoster, TeamsConnector
+from bot.connectors import LocalSink, MspWebhookConnector, OpsgenieConnector, PagerDutyConnector, SlackWebConnector
+from bot.connectors.notify import ChatNotifyConnector
+from bot.connectors.teams import BotTokenProvider, FanOut, ReferenceLookup, TeamsChannelPoster, TeamsConnector
 from bot.directory import GRAPH_SCOPE, GraphGroupDirectory, PlatformDirectory, SlackGroupDirectory
+from bot.logs import request_id_middleware
 from bot.metrics import Metrics
+from bot.msp_callback import MspCallback
 from bot.slack import SlackEdge
 from handlers.admin_rules import RulesAdmin, RulesAdminOptions
 from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
+from handlers.incidents import IncidentActions
 from handlers.intake import Intake, IntakeOptions
+from handlers.msp_updates import MspUpdates
+from handlers.oncall import OncallCommands
+from handlers.paging import ESCALATE_KIND
+from handlers.paging_escalation import Escalation
+from handlers.paging_storm import StormControl
 from handlers.ports import Connector, DeliveryResult, GroupDirectory, PageActions, ThreadComments
+from handlers.report import Report
 from handlers.rules_access import AdminAccess, AdminPolicy
 from handlers.rules_state import ActiveRules
+from handlers.sla import SLA_KIND, SlaOptions, SlaWatchdog
+from handlers.tickets import TicketOptions, Tickets
 from storage import db, service
 
 if TYPE_CHECKING:
@@ -71,13 +84,24 @@ class ChannelPoster:
         return await self._inner.deliver(payload=body, idempotency_key=idempotency_key)
 
 
+def slack_response_prefixes(api_url: str) -> list[str]:
+    """URL prefixes a Slack ``response_url`` may have: Slack's, and the stand-in ``SLACK_API_URL`` names."""
+    prefixes = ["https://hooks.slack.com/"]
+    if not api_url.startswith("https://slack.com/"):
+        parts = urlsplit(api_url)
+        prefixes.append(f"{parts.scheme}://{parts.netloc}/")
+    return prefixes
+
+
 def build_connectors(settings: Settings, http: aiohttp.ClientSession, *,
                      sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> dict[str, Connector]:
     """One connector per outbox kind; a local sink wherever nothing is configured.
 
     ``internal`` and ``admin.alert`` rows go to the Slack channel, the Teams channel, or both (fan-out)
     as configured. The Teams channel posters read stored conversation references through
-    ``sessionmaker``; without one those channels are not served (logged).
+    ``sessionmaker``; without one those channels are not served (logged). ``chat.notify`` rows go to
+    whichever of Slack and Teams is configured (the console is recorded locally); ``opsgenie`` rows
+    to Opsgenie when ``OPSGENIE_API_KEY`` is set.
     """
     connectors: dict[str, Connector] = {}
     if settings.msp.url:
@@ -93,15 +117,18 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession, *,
         )
     else:
         connectors["pagerduty"] = LocalSink("pagerduty")
+    og = settings.opsgenie
+    connectors["opsgenie"] = LocalSink("opsgenie") if og.api_key is None else OpsgenieConnector(
+        session=http, api_key=og.api_key, api_url=og.api_url, priority=og.priority, timeout=og.timeout_seconds)
     slack = settings.slack
+    slack_api: SlackWebConnector | None = None
+    teams_post: TeamsConnector | None = None
+    lookup: ReferenceLookup | None = None
     if slack.bot_token is not None:
         # response_url replies may only go to Slack (or to the Slack stand-in SLACK_API_URL names).
-        prefixes = ["https://hooks.slack.com/"]
-        if not slack.api_url.startswith("https://slack.com/"):
-            parts = urlsplit(slack.api_url)
-            prefixes.append(f"{parts.scheme}://{parts.netloc}/")
-        web_api = SlackWebConnector(
-            session=http, token=slack.bot_token, base_url=slack.api_url, response_url_prefixes=prefixes
+        web_api = slack_api = SlackWebConnector(
+            session=http, token=slack.bot_token, base_url=slack.api_url,
+            response_url_prefixes=slack_response_prefixes(slack.api_url),
         )
         connectors["slack.post"] = web_api
         if settings.internal.slack_channel:
@@ -130,6 +157,8 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession, *,
             return None if ref is None else {"service_url": ref.service_url, "conversation_id": ref.conversation_id,
                                              "reference": dict(ref.reference or {})}
 
+        lookup = reference if sessionmaker is not None else None
+
         for kind, channel in (("internal", settings.internal.teams_channel),
                               ("admin.alert", settings.admins.alert_teams_channel)):
             if not channel:
@@ -144,6 +173,7 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession, *,
     elif settings.internal.teams_channel or settings.admins.alert_teams_channel:
         log.warning("internal.teams_channel / admins.alert_teams_channel are set but Teams is not configured "
                     "(set TEAMS_APP_ID and TEAMS_APP_PASSWORD); they are ignored")
+    connectors["chat.notify"] = ChatNotifyConnector(slack=slack_api, teams=teams_post, lookup=lookup)
     for kind in ("slack.post", "internal", "admin.alert", "teams.post"):
         connectors.setdefault(kind, LocalSink(kind))
     return connectors
@@ -168,13 +198,13 @@ def _teams_edge(settings: Settings, core: Core, metrics: Metrics, clock: Clock) 
                     "%s:%s can post as any Teams user. Local testing only.", settings.server.host, settings.server.port)
         log.warning("!" * 78)
     bot = HandoffTeamsBot(intake=core.intake, commands=core.commands, sessionmaker=core.sessionmaker, clock=clock,
-                          metrics=metrics, on_commit=core.worker.wake)
+                          metrics=metrics, on_commit=core.worker.wake, page_actions=core.page_actions,
+                          threads=core.threads)
     return TeamsEdge(bot=bot, validator=validator, metrics=metrics)
 
 
-def _rules_admin(settings: Settings, *, sessionmaker: async_sessionmaker[AsyncSession], rules: ActiveRules,
-                 http: aiohttp.ClientSession, clock: Clock) -> RulesAdmin:
-    """The ``rules`` command: admins from app.yaml and HANDOFF_ADMINS, Slack user groups via the Web API,
+def _admin_access(settings: Settings, http: aiohttp.ClientSession) -> AdminAccess:
+    """Who is an admin: admins from app.yaml and HANDOFF_ADMINS, Slack user groups via the Web API,
     Teams groups via Microsoft Graph (app-only token of the Teams bot's app registration)."""
     admins, ra, teams = settings.admins, settings.rules_admin, settings.teams
     directories: dict[str, GroupDirectory] = {}
@@ -189,8 +219,14 @@ def _rules_admin(settings: Settings, *, sessionmaker: async_sessionmaker[AsyncSe
                                                    ttl=ra.group_cache_seconds, timeout=teams.timeout_seconds)
     policy = AdminPolicy.build(slack=admins.slack, teams=admins.teams, slack_groups=admins.slack_groups,
                                teams_groups=admins.teams_groups, env_admins=extra_admins())
-    return RulesAdmin(sessionmaker=sessionmaker, rules=rules, clock=clock,
-                      access=AdminAccess(policy=policy, directory=PlatformDirectory(directories)),
+    return AdminAccess(policy=policy, directory=PlatformDirectory(directories))
+
+
+def _rules_admin(settings: Settings, *, sessionmaker: async_sessionmaker[AsyncSession], rules: ActiveRules,
+                 http: aiohttp.ClientSession, clock: Clock, access: AdminAccess | None = None) -> RulesAdmin:
+    """The ``rules`` command; ``access`` (default: :func:`_admin_access`) decides who may change rules."""
+    ra = settings.rules_admin
+    return RulesAdmin(sessionmaker=sessionmaker, rules=rules, clock=clock, access=access or _admin_access(settings, http),
                       options=RulesAdminOptions(replay_days=ra.replay_days, replay_budget_seconds=ra.replay_budget_seconds))
 
 
@@ -227,9 +263,15 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
         await rules.sync_from_file(settings.routing)
         async with aiohttp.ClientSession() as http:
             d = settings.delivery
+            paging = paging_setup.paging_options(settings)
+            escalation = Escalation(sessionmaker=sessionmaker, roster=paging_setup.roster(settings), options=paging,
+                                    clock=clock, on_commit=lambda: worker.wake())
             worker = OutboxWorker(
                 sessionmaker=sessionmaker,
-                connectors=build_connectors(settings, http, sessionmaker=sessionmaker),
+                connectors={**build_connectors(settings, http, sessionmaker=sessionmaker),
+                            SLA_KIND: SlaWatchdog(sessionmaker=sessionmaker, clock=clock, options=SlaOptions(
+                                first_response_hours=settings.sla.msp_first_response_hours)),
+                            ESCALATE_KIND: escalation},
                 clock=clock,
                 policy=RetryPolicy(base=d.backoff_base_seconds, cap=d.backoff_cap_seconds, max_attempts=d.max_attempts),
                 worker_id=f"{socket.gethostname()}:{os.getpid()}",
@@ -244,11 +286,28 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                     max_message_chars=settings.server.max_message_chars,
                     internal_channel=settings.internal.slack_channel,
                     pager_source=settings.pagerduty.source,
+                    calendar=paging_setup.business_calendar(settings),
+                    sla_first_response=paging_setup.sla_first_response(settings),
                 ),
+                storm=StormControl(options=paging, escalation=escalation),
             )
             commands = CommandRouter(intake=intake)
-            commands.register(_rules_admin(settings, sessionmaker=sessionmaker, rules=rules, http=http, clock=clock).command())
-            yield Core(settings, engine, sessionmaker, rules, http, worker, intake, commands)
+            access = _admin_access(settings, http)
+            commands.register(_rules_admin(settings, sessionmaker=sessionmaker, rules=rules, http=http, clock=clock,
+                                           access=access).command())
+            ticket_life = Tickets(sessionmaker=sessionmaker, clock=clock, access=access, on_commit=worker.wake,
+                                  options=TicketOptions(max_comment_chars=settings.server.max_message_chars))
+            for command in ticket_life.commands():
+                commands.register(command)
+            commands.register(Report(sessionmaker=sessionmaker, clock=clock, access=access,
+                                      sla_hours=settings.sla.msp_first_response_hours).command())
+            page_actions = IncidentActions(sessionmaker=sessionmaker, escalation=escalation, clock=clock,
+                                           on_commit=worker.wake)
+            for command in OncallCommands(sessionmaker=sessionmaker, roster=escalation.roster, options=paging,
+                                          actions=page_actions, access=access, clock=clock).commands():
+                commands.register(command)
+            yield Core(settings, engine, sessionmaker, rules, http, worker, intake, commands, threads=ticket_life,
+                       page_actions=page_actions)
     finally:
         await engine.dispose()
 
@@ -263,7 +322,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             edge = SlackEdge(
                 signing_secret=slack.signing_secret.get_secret_value(), bot_token=slack.bot_token.get_secret_value(),
                 api_url=slack.api_url, intake=core.intake, commands=core.commands, metrics=metrics,
-                max_age_seconds=slack.request_max_age_seconds,
+                max_age_seconds=slack.request_max_age_seconds, page_actions=core.page_actions, threads=core.threads,
+                responder=SlackWebConnector(session=core.http, token=slack.bot_token, base_url=slack.api_url,
+                                            response_url_prefixes=slack_response_prefixes(slack.api_url), timeout=5),
             )
             app[SLACK] = edge
             if slack.app_token is not None:
@@ -294,6 +355,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 await socket_mode.close_async()
             if teams_edge is not None:
                 await teams_edge.close()
+            if SLACK in app:
+                await app[SLACK].close()
             for task in tasks:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=5)
@@ -342,6 +405,15 @@ async def teams_messages(request: web.Request) -> web.Response:
         )
     with request.app[METRICS].intake_latency.labels(platform="teams").time():
         return await edge.handle(request)
+
+
+async def msp_callback(request: web.Request) -> web.Response:
+    """``POST /msp/callback``: status changes and comments from the MSP (see :mod:`bot.msp_callback`)."""
+    core, settings, clock = _core(request.app), request.app[SETTINGS], request.app[CLOCK]
+    edge = MspCallback(secret=settings.msp.secret, metrics=request.app[METRICS], clock=clock,
+                       max_age_seconds=settings.msp.callback_max_age_seconds,
+                       updates=MspUpdates(sessionmaker=core.sessionmaker, clock=clock, on_commit=core.worker.wake))
+    return await edge.handle(request)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -397,7 +469,7 @@ def tune_gc() -> None:
 
 def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
     """Build the application; nothing is opened until it starts."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[_errors])
+    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[request_id_middleware, _errors])
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()
@@ -405,6 +477,7 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
     app.cleanup_ctx.append(_services)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/api/messages", teams_messages)
+    app.router.add_post("/msp/callback", msp_callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
