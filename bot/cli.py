@@ -153,13 +153,15 @@ async def _classify(settings: Settings, args: argparse.Namespace, stdin: TextIO,
 async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
     from bot.app import open_core, utcnow
     from handlers.intake import Inbound
+    from handlers.ports import Actor
     from storage import service
 
     interactive = stdin.isatty()
     async with open_core(settings, clock=utcnow) as core:
         stdout.write(
             f"handoff chat: you are an employee writing to the IT bot (rules v{core.rules.version}).\n"
-            "Type a request, e.g. 'outlook keeps crashing' or 'ransomware note on my screen'. Ctrl-D ends.\n"
+            "Type a request, e.g. 'outlook keeps crashing' or 'ransomware note on my screen', or a command such as\n"
+            "'/handoff status' or '/handoff help'. Ctrl-D ends.\n"
         )
         while True:
             if interactive:
@@ -170,6 +172,15 @@ async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
                 break
             text = line.strip()
             if not text:
+                continue
+            if text.lower().startswith("/handoff"):  # the same commands as Slack's /handoff
+                reply = await core.commands.dispatch(
+                    Actor(platform="console", user_id="console-user", user_name="you", channel_id="terminal"),
+                    text[len("/handoff"):], event_id=uuid.uuid4().hex)
+                stdout.write("bot> " + reply.text.replace("\n", "\n     ") + "\n")
+                while await core.worker.run_once():
+                    pass
+                stdout.flush()
                 continue
             result = await core.intake.handle(
                 Inbound(platform="console", event_id=uuid.uuid4().hex, text=text, user_id="console-user",

@@ -95,3 +95,19 @@ def test_db_upgrade_and_console_script(env: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "database at head" in result.stdout and (env / "cli.db").exists()
+
+
+def test_chat_runs_handoff_commands(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(
+        "printer on floor 3 is jammed\n/handoff status IT-1001\n/handoff close IT-1001\n/handoff status\n"
+    ))
+    assert main(["chat"]) == 0
+    out = capsys.readouterr().out
+    assert "Ticket IT-1001 is with our IT service desk (MSP)." in out
+    assert "*IT-1001* · *open*" in out and "sent to the MSP" in out  # the ticket with its history
+    assert "Closed IT-1001" in out
+    assert "IT-1002" not in out  # commands open no tickets
+    assert main(["outbox", "--json"]) == 0
+    events = [json.loads(line)["payload"].get("event") for line in capsys.readouterr().out.splitlines()
+              if json.loads(line)["kind"] == "msp"]
+    assert sorted(events) == ["ticket.closed", "ticket.created"]
