@@ -40,7 +40,15 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
         self.outbox_claimed = Counter("handoff_outbox_claimed_total", "Outbox rows claimed by workers", registry=r)
-        self.pages = Counter("handoff_pages_total", "Requests that paged the on-call", registry=r)
+        self.pages = Counter(
+            "handoff_pages_total",
+            "Page-route reports by outcome: paged (a new page), joined (an open incident: storm control), "
+            "held (page cap), unstaffed (nobody on call: channel and admins told)", ["outcome"], registry=r,
+        )
+        self.classify_latency = Histogram(
+            "handoff_classify_seconds", "Redaction and classification of one request", registry=r,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+        )
         self.outbox_pending = Gauge("handoff_outbox_pending", "Outbox rows waiting for delivery", registry=r)
         self.outbox_oldest = Gauge(
             "handoff_outbox_oldest_pending_seconds", "Age of the oldest undelivered outbox row", registry=r
@@ -53,8 +61,9 @@ class Metrics:
             return
         if result.decision is not None:
             self.requests.labels(platform=platform, route=result.decision.route).inc()
+            self.classify_latency.observe(result.classify_seconds)
             if result.decision.route == "page":
-                self.pages.inc()
+                self.pages.labels(outcome=result.page or "paged").inc()
         if result.redacted:
             self.redactions.labels(platform=platform).inc()
 

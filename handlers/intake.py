@@ -14,6 +14,7 @@ deadline (``sla_due_at``) and the ``sla.check`` job that watches it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -75,6 +76,8 @@ class IntakeResult:
     #: ``held``, ``unstaffed``); None for other routes.
     incident_id: int | None = None
     page: str | None = None
+    #: Seconds spent redacting and classifying this request.
+    classify_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,8 @@ class _Prepared:
     redacted: tuple[str, ...]
     decision: Decision
     uid: str
+    #: Seconds spent redacting and classifying (exported as a metric by the edge).
+    classify_seconds: float = 0.0
 
 
 class Intake:
@@ -138,6 +143,7 @@ class Intake:
         return await self._committer.submit(self._prepare(inbound))
 
     def _prepare(self, inbound: Inbound) -> _Prepared:
+        started = time.perf_counter()
         text = inbound.text.strip()
         if len(text) > self._options.max_message_chars:
             text = text[: self._options.max_message_chars] + TRUNCATED
@@ -148,7 +154,8 @@ class Intake:
             at=self._clock(),
         )
         decision = classify_safely(self._rules.classifier, message)
-        return _Prepared(inbound, redaction.text, redaction.kinds, decision, uuid.uuid4().hex[:12])
+        return _Prepared(inbound, redaction.text, redaction.kinds, decision, uuid.uuid4().hex[:12],
+                         time.perf_counter() - started)
 
     async def _write(self, batch: Sequence[_Prepared]) -> list[IntakeResult]:
         """One transaction for a batch: event ids, tickets, incidents (storm control), outbox rows."""
@@ -195,7 +202,7 @@ class Intake:
                 results[i] = IntakeResult(
                     duplicate=False, ticket=key, decision=p.decision, reply=reply, redacted=p.redacted,
                     outbox=tuple(row["kind"] for row in deliveries), incident_id=page.incident_id if page else None,
-                    page=page.status if page else None,
+                    page=page.status if page else None, classify_seconds=p.classify_seconds,
                 )
             await bulk.enqueue_many(session=session, rows=rows, now=now)
         self._on_commit()

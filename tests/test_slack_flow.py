@@ -264,6 +264,16 @@ async def test_health_and_metrics(world: World) -> None:
     assert ready.status == 200 and (await ready.json())["checks"]["database"] == "ok"
     await world.post_event(event_body("teams keeps logging me out", event_id="EvM"))
     await world.msp.wait_for_requests(1, timeout=5)
+    await world.post_event(event_body("ransomware note on my screen, files renamed .locked", event_id="EvP"))
+    await world.post_event(event_body("ransomware note on my screen, files renamed .locked", event_id="EvP"))
     text = await (await world.client.get("/metrics")).text()
     assert 'handoff_requests_total{platform="slack",route="msp"} 1.0' in text
-    assert "handoff_deliveries_total" in text and "handoff_outbox_pending" in text
+    assert 'handoff_requests_total{platform="slack",route="page"} 1.0' in text
+    assert 'handoff_duplicate_events_total{platform="slack"} 1.0' in text
+    assert 'handoff_pages_total{outcome="paged"} 1.0' in text  # PagerDuty is the pager here
+    assert "handoff_classify_seconds_count 2.0" in text
+    for name in ("handoff_deliveries_total", "handoff_outbox_pending", "handoff_outbox_oldest_pending_seconds",
+                 "handoff_outbox_dead", "handoff_intake_seconds_bucket", "handoff_delivery_seconds_bucket"):
+        assert name in text, name
+    ready = await (await world.client.get("/readyz")).json()
+    assert ready["checks"] == {"database": "ok", "worker": "ok"} and "pending" in ready["outbox"]
