@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -38,6 +38,7 @@ from handlers.admin_rules import RulesAdmin, RulesAdminOptions
 from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
 from handlers.incidents import IncidentActions
+from handlers.housekeeping import Housekeeper
 from handlers.intake import Intake, IntakeOptions
 from handlers.msp_updates import MspUpdates
 from handlers.oncall import OncallCommands
@@ -345,6 +346,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             asyncio.create_task(core.worker.run(stop), name="outbox-worker"),
             asyncio.create_task(core.rules.watch(stop, interval=settings.rules_admin.watch_interval_seconds),
                                 name="rules-watch"),
+            asyncio.create_task(Housekeeper(
+                sessionmaker=core.sessionmaker, clock=app[CLOCK],
+                retention=timedelta(days=settings.database.inbound_retention_days)).run(stop), name="housekeeping"),
         ]
         app[READY]["worker"] = tasks[0]
         try:

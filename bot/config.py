@@ -298,6 +298,8 @@ class DeliveryConfig(_Section):
 class DatabaseConfig(_Section):
     url: str | None = None
     pool_size: int = Field(default=10, ge=1, le=200)
+    #: Inbound event ids (platform retry dedupe) are forgotten after this many days.
+    inbound_retention_days: float = Field(default=7.0, ge=1, le=365)
 
 
 class Settings(_Section):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +52,7 @@ __all__ = [
     "mark_delivered",
     "mark_retry",
     "outbox_stats",
+    "prune_inbound",
     "record_inbound",
     "save_ruleset",
     "upsert_conversation_ref",
@@ -90,6 +91,20 @@ async def record_inbound(
         .returning(table.c.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def prune_inbound(*, session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Forget up to ``limit`` inbound event ids received before ``before`` (oldest first); returns how many.
+
+    Event ids only serve to absorb platform retries (minutes to hours), so they need not be kept
+    for ever. Rows are taken in id order, which is arrival order: the scan stops at the first
+    ``limit`` old rows without an index on ``received_at``.
+    """
+    old = select(InboundEvent.id).where(InboundEvent.received_at < before).order_by(InboundEvent.id).limit(limit)
+    result = await session.execute(
+        delete(InboundEvent).where(InboundEvent.id.in_(old.scalar_subquery())).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # --- tickets ----------------------------------------------------------------------------------
