@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.config import RotationConfig, Settings, teams_mode
+from bot.config import Settings, teams_mode
+from bot.config_oncall import RotationConfig
 from handlers.paging import PagingOptions, Roster
 from routing.calendar import BusinessCalendar
 from routing.oncall import Override, Person, Rotation

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.config import WEEKDAYS, Settings, load_settings
+from bot.config import Settings, load_settings
+from bot.config_oncall import WEEKDAYS
 
 REPO = Path(__file__).resolve().parent.parent
 APP_YAML = REPO / "app.yaml"

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 from sqlalchemy import func, select
 
 from bot.app import Core, open_core
-from bot.config import Person, RotationConfig, Settings
+from bot.config import Settings
+from bot.config_oncall import Person, RotationConfig
 from handlers.intake import Inbound, IntakeResult
 from storage.models import Incident, OutboxRow, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlackApi

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from bot.app import create_app
-from bot.config import OverrideConfig
+from bot.config_oncall import OverrideConfig
 from handlers.commands import CommandReply
 from handlers.oncall_time import WhenError, parse_when
 from handlers.ports import Actor
