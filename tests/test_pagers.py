@@ -16,10 +16,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import CORE, build_connectors, create_app
+from bot.app import CORE, create_app
 from bot.connectors import LocalSink, OpsgenieConnector, PagerDutyConnector
 from bot.connectors.notify import ChatNotifyConnector
 from bot.connectors.opsgenie import build_request
+from bot.connectors_setup import build_connectors
 from storage import service
 from storage.models import OutboxRow
 from tests.fakes import FakeOpsgenie, FakePagerDuty

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bot.app import CORE, ChannelPoster, build_connectors, create_app
+from bot.app import CORE, create_app
 from bot.connectors import LocalSink
 from bot.connectors.teams import (
     FanOut,
@@ -21,6 +21,7 @@ from bot.connectors.teams import (
     TeamsConnector,
     reference_keys,
 )
+from bot.connectors_setup import ChannelPoster, build_connectors
 from handlers.ports import DeliveryResult
 from storage import service
 from storage.models import OutboxRow, Ticket
