@@ -46,7 +46,14 @@ blokker blockiert bloqueado bloqué bloque geblokkeerd nicht kein keine falsch r
 abgelaufen gesperrt ungültig gültig neu alt leer vergessen geändert zurückgesetzt gleich identisch
 das der die dem den ein eine einer mein meine dein sein ihr noch schon jetzt nun immer auch bereits
 im zu seit wieder weg unbekannt und oder aber bitte
-""".split())
+incorrecta incorrecto correcta correcto nueva nuevo vieja viejo caducada caducado bloqueada bloqueado
+expirada expirado vencida vencido olvidada inválida invalida válida valida errónea erronea
+incorrect incorrecte correcte expiré expirée expire bloqué bloquée oublié oubliée nouveau nouvelle ancien
+ancienne changé changée invalide valide
+scaduta scaduto sbagliata sbagliato errata errato bloccata bloccato nuova nuovo vecchia vecchio corretta
+corretto dimenticata cambiata non
+inválido errada errado nova novo antiga antigo correta correto esquecida alterada
+""".split())  # noqa: SIM905 - a word list reads better as text
 _STOP_B = frozenset(w.encode() for w in _STOP)
 _STATE_SUFFIXES = ("ed", "ing", "ly", "tion", "ment", "able", "ible", "ness")
 _MASK_CHARS = frozenset("*x•●#.?-_X")
@@ -105,7 +112,7 @@ def _value_span(b: bytes, s: int, e: int) -> tuple[int, int, str, bool]:
 
 # --- patterns ---------------------------------------------------------------------------------------
 _QUOTED = r'"[^"\r\n]+"|\'[^\'\r\n]+\'|“[^”\r\n]+”|‘[^’\r\n]+’|`[^`\r\n]+`|«[^»\r\n]+»'
-_SEP_STRONG = (r"[\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|are|were|ist|war|lautet|sind|est|es)\b)"
+_SEP_STRONG = (r"[\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|are|were|ist|war|lautet|sind|est|es)\b|[èé](?:[ \t]|\z))"
                r"[ \t]*(?:[:=-][ \t]*)?(?:(?:now|currently|still|just|temporarily|actually|simply)[ \t]+)?")
 _SEP_TO = (r"[ \t]+(?:(?:has[ \t]+been|have[ \t]+been|was|is|are|were|got|been)(?:[ \t]+not)?[ \t]+)?"
            r"(?:re)?(?:set|changed|updated)[ \t]+to[ \t]+|[ \t]+(?:to|as|auf)[ \t]+")
@@ -121,21 +128,23 @@ _WORD = r"[^\s:=.,;!?()\[\]]+"
 # lower-to-upper change can be a value: the regex itself skips "password reset", "pw for ...".
 _WEAK_VALUE = r"(?-i:\S*(?:[0-9@#$%^&*+=~|\\<>]|[a-z]\S*[A-Z])\S*)"
 # groups: 1 label, then a (separator, value) pair: 2-3 "reset to X", 4-5 "is X" / ": X",
-# 6-7 "- X" / " X", or 8-9 a value alone on the line after "Password:"
+# 6-7 "- X" / " X" / "| X" (a table cell), or 8-9 a value alone on the line after "Password:"
 _PASSWORD = re2.compile(
     rf"(?i)({_PW_LABEL})(?:({_SEP_TO})({_QUOTED}|{_WEAK_VALUE})|({_SEP_STRONG})({_QUOTED}|\S+)|"
-    rf"([ \t]*-[ \t]*|[ \t]+)({_QUOTED}|{_WEAK_VALUE})|"
+    rf"([ \t]*[-|][ \t]*|[ \t]+)({_QUOTED}|{_WEAK_VALUE})|"
     rf"([ \t]*:[ \t]*\r?\n[ \t]*)({_WEAK_VALUE})[ \t]*(?:\r?\n|\z))")
 _PASSWORD_REV = re2.compile(  # "Hunter22 is my new password"; groups: 1 value, 2 label
     rf"(?i)(?:\A|[\s(])({_WEAK_VALUE})[ \t]+(?:is|was)[ \t]+(?:my|the|our|his|her|your|their)"
     rf"(?:[ \t]+[a-z0-9-]+){{0,2}}?[ \t]+(password|passwort|pw|pwd|passcode|passphrase|pin)\b")
-_QUERY_TAIL = re2.compile(r"&[A-Za-z0-9_.\[\]-]+=")
+_IT_TO = re2.compile(  # "I reset it to Velvet@76652": no label, so only a value shaped like a password
+    rf"(?i)\b(reset|set|changed?)[ \t]+(?:it|mine|this|that)[ \t]+(?:back[ \t]+)?to[ \t]+({_WEAK_VALUE})")
+_QUERY_TAIL = re2.compile(r"&(?:amp;)?[A-Za-z0-9_.\[\]-]+=")  # Slack sends "&" as "&amp;"
 # groups: 1 label, 2 filler, then 3 separator and 4 value, or 5 "to" and 6 value
 _PASSWORD_FOR = re2.compile(  # "password for the vpn is X", "password I use is X"
-    rf"(?i)({_PW_LABEL})((?:[ \t]+(?:{_PREPS})(?:[ \t]+{_WORD}){{1,4}}?|(?:[ \t]+{_WORD}){{1,3}}?))"
+    rf"(?i)({_PW_LABEL})((?:[ \t]+(?:{_PREPS})(?:[ \t]+{_WORD}){{1,4}}?|(?:[ \t]+{_WORD}){{1,4}}?))"
     rf"(?:({_SEP_STRONG})({_QUOTED}|\S+)|([ \t]+(?:to|auf)[ \t]+)({_QUOTED}|{_WEAK_VALUE}))")
 _PREP_RX = re2.compile(_PREPS.encode())
-_VERB_SEPS = frozenset(b"is was are were ist war lautet sind est es".split())
+_VERB_SEPS = frozenset(b"is was are were ist war lautet sind est es".split()) | {"è".encode(), "é".encode()}
 _LINKERS = frozenset(b"and or but because since so if when while which it he she they there this what "
                      b"who also then please not is was are".split())
 _WEAK_SEPS = (b"to", b"as", b"auf")
@@ -215,6 +224,21 @@ def _password_for(m: Match, b: bytes) -> Hit | None:
     return _password_hit(b, m.span(1), m.span(2), m.span(3 if strong else 5), m.span(4 if strong else 6))
 
 
+def _it_to(b: bytes) -> Iterator[Hit]:
+    """"reset it to X" where X has a symbol, or after "reset" mixes cases and digits ("Welcome1").
+
+    Not "set it to 1920x1080", "changed it to Office2019" (a product name reads the same as "Welcome1").
+    """
+    for m in _IT_TO.finditer(b):
+        s, e, v, _ = _value_span(b, *m.span(2))
+        v = v.rstrip(".!?")
+        e = s + len(v.encode())
+        shaped = any(c in "!@#$%^&*+=~" for c in v) or (b[m.start(1):m.end(1)].lower() == b"reset" and any(
+            c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v))
+        if shaped and _looks_strong(v):
+            yield s, e, "password"
+
+
 def _clause_end(b: bytes, s: int) -> int:
     """End of the clause starting at ``s``: the line, cut at ", " / ". " / "; ", at most 100 bytes."""
     nl = b.find(b"\n", s, s + 100)
@@ -235,7 +259,7 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
     words = b[filler[0]:filler[1]].lower().split()
     sep = b[sep_span[0]:sep_span[1]].strip(b" \t\"'").lower()
     s, e, v, quoted = _value_span(b, vs, ve)
-    strong = sep not in (b"", b"-") and not sep.startswith(_WEAK_SEPS) and not sep.endswith(_WEAK_SEPS)
+    strong = sep not in (b"", b"-", b"|") and not sep.startswith(_WEAK_SEPS) and not sep.endswith(_WEAK_SEPS)
     if (words and not strong and sep not in (b"to", b"auf")) or (
             (label == b"pass" or b"cred" in label) and sep not in _PLAIN_SEPS):
         return None
@@ -254,9 +278,10 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
     if not quoted and sep == b"=" and (q := _QUERY_TAIL.search(v)) is not None:
         v = v[:q.start()]  # "password=X&user=bob": the query string goes on
         e = s + len(v.encode())
-    if label.startswith((b"pin", b"passcode")):
-        ok = (_PIN.fullmatch(v) is not None and (strong or label.startswith(b"passc"))) or (
-            strong and _looks_strong(v, min_len=4))
+    if label.startswith(b"pin"):  # "pin: 4821", "unlock pin 4821", "pin is X1y2"; never "pin the issue"
+        ok = _PIN.fullmatch(v) is not None or (strong and _looks_strong(v, min_len=4))
+    elif label.startswith(b"passc"):  # a passcode may be digits only, or read like a password
+        ok = _PIN.fullmatch(v) is not None or (strong and len(v) >= 4 and not _is_stop(v)) or _looks_strong(v)
     elif quoted:
         ok = len(v) >= 3 and not all(_is_stop(w) for w in v.split())
     elif strong:
@@ -286,8 +311,9 @@ def _secret(m: Match, b: bytes) -> Hit | None:
 
 
 def _near(b: bytes, s: int, e: int, width: int = 300) -> bytes:
-    """The lower-cased text around a hit, where a vendor name would tell its kind."""
-    return b[max(0, s - width):e + width].lower()
+    """The lower-cased text around a hit (not the hit: a password may contain "azure"), where a vendor
+    name would tell its kind."""
+    return (b[max(0, s - width):s] + b" " + b[e:e + width]).lower()
 
 
 def _secret_kind(label: str, value: str, b: bytes, s: int, e: int) -> str:
@@ -398,7 +424,7 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
     ((b"accountkey", b"sharedaccess", b"sharedsecret"), True, _simple(
         r"(?i)\b(?:AccountKey|SharedAccessKey|SharedAccessSignature|SharedSecret)[ \t]*=[ \t]*"
         r"([^;\s\"'<>]+)", "azure-key", 1)),
-    ((b"sig=",), True, _simple(r"(?i)[?&]sig=([A-Za-z0-9%/+=_-]{10,})", "azure-key", 1)),
+    ((b"sig=",), True, _simple(r"(?i)(?:[?&]|&amp;)sig=([A-Za-z0-9%/+=_-]{10,})", "azure-key", 1)),
     ((b"Q~",), False, _simple(r"\b[A-Za-z0-9_.~-]{3}[0-9]Q~[A-Za-z0-9_.~-]{31,34}", "azure-key")),
     ((b"sk_", b"rk_", b"glpat-", b"npm_", b"SG.", b"sk-"), False, _simple(
         r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|\bglpat-[A-Za-z0-9_-]{20,}|"
@@ -421,6 +447,7 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
     (_PW_TRIGGERS, True, _labelled(_PASSWORD, _password)),
     (_PW_TRIGGERS, True, _labelled(_PASSWORD_REV, _password_rev)),
     (_PW_TRIGGERS, True, _labelled(_PASSWORD_FOR, _password_for)),
+    ((b"it to", b"mine to", b"this to", b"that to"), True, _it_to),
     ((b"key", b"secret", b"token"), True, _labelled(_SECRET, _secret)),
 )
 
