@@ -262,6 +262,7 @@ class RulesAdmin(RulesViews):
         digest = content_hash(content)
         try:
             async with self._sessionmaker.begin() as session:
+                await service.lock_rulesets(session=session)  # a concurrent publish is seen below, not raced
                 current = await self._latest(session)
                 if current.version != live.version:
                     raise CommandError(f"the live rules changed while you were publishing (now v{current.version}); "

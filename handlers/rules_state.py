@@ -46,6 +46,7 @@ class ActiveRules:
         content = ruleset_to_dict(ruleset_from_dict(routing))
         digest = content_hash(content)
         async with self._sessionmaker.begin() as session:
+            await service.lock_rulesets(session=session)  # replicas starting together store the file once
             last_file = await service.latest_ruleset_from_source(session=session, source="file")
             if last_file is None or last_file.content_hash != digest:
                 saved = await service.save_ruleset(

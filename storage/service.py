@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,7 @@ __all__ = [
     "list_conversation_refs",
     "list_outbox",
     "list_rulesets",
+    "lock_rulesets",
     "mark_dead",
     "mark_delivered",
     "mark_retry",
@@ -161,6 +162,22 @@ async def list_rulesets(*, session: AsyncSession, limit: int = 20) -> list[Rules
     """Saved rule sets, newest first."""
     query = select(RulesetVersion).order_by(RulesetVersion.version.desc()).limit(limit)
     return list((await session.scalars(query)).all())
+
+
+#: PostgreSQL advisory lock key that serialises writers of rule-set versions ("hand").
+_RULESET_LOCK = 0x68616E64
+
+
+async def lock_rulesets(*, session: AsyncSession) -> None:
+    """Serialise writers of rule-set versions until the transaction ends.
+
+    Take it before reading what the new version depends on (the latest version, the last file
+    import), so replicas starting together store ``app.yaml`` once and concurrent publishes are
+    checked against each other. PostgreSQL: a transaction-scoped advisory lock; SQLite: every
+    transaction already holds the write lock (``BEGIN IMMEDIATE``).
+    """
+    if await _dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _RULESET_LOCK})
 
 
 async def save_ruleset(

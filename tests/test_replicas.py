@@ -9,9 +9,8 @@ delivered once, by one worker), and rule versions (published on one replica, use
 PostgreSQL only (``HANDOFF_TEST_DATABASE_URL``): several replicas on one SQLite file is not a
 supported deployment. The replicas start once per module; each test uses its own event ids.
 
-Known bug (reported, not fixed here: ``handlers/rules_state.py``): replicas starting together on an
-empty database race to store the rules of ``app.yaml`` as version 1; the loser exits with an
-IntegrityError. The two tests that show it are marked xfail until it is fixed.
+Replicas starting together on an empty database store the rules of ``app.yaml`` once (they queue on
+an advisory lock, ``storage.service.lock_rulesets``); the first two tests show it.
 """
 
 from __future__ import annotations
@@ -54,8 +53,6 @@ from tests.replica_traffic import (
 
 PG_ENV = "HANDOFF_TEST_DATABASE_URL"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-STARTUP_RACE = ("BUG: replicas starting together on an empty database both store app.yaml's rules as version 1; "
-                "one exits with IntegrityError (handlers/rules_state.py ActiveRules.sync_from_file)")
 DELIVERED_KINDS = ("msp", "pagerduty", "slack.post")
 _TRIGGERS = itertools.count(1)
 
@@ -133,8 +130,7 @@ def _check_once_each(cluster: Cluster, snap: Snapshot, events: list[Event], pref
           f"{sum(triggers.values())} page(s)")
 
 
-async def test_replicas_storing_the_file_rules_at_the_same_moment_all_succeed(
-        db_url: str, request: pytest.FixtureRequest) -> None:
+async def test_replicas_storing_the_file_rules_at_the_same_moment_all_succeed(db_url: str) -> None:
     """What each replica does at start-up (after the migrations), three at once: deterministic."""
     from datetime import UTC, datetime
 
@@ -142,8 +138,6 @@ async def test_replicas_storing_the_file_rules_at_the_same_moment_all_succeed(
     from handlers.rules_state import ActiveRules
     from storage.db import make_engine, make_sessionmaker, upgrade
 
-    if db_url.startswith("postgresql"):
-        request.applymarker(pytest.mark.xfail(reason=STARTUP_RACE, strict=True))
     routing = load_settings(env={}, path=Path(__file__).resolve().parent.parent / "app.yaml").routing
     await upgrade(db_url)
     engines = [make_engine(db_url, pool_size=2) for _ in range(3)]
@@ -157,7 +151,6 @@ async def test_replicas_storing_the_file_rules_at_the_same_moment_all_succeed(
     assert {r.version for r in starts} == {1}
 
 
-@pytest.mark.xfail(reason=STARTUP_RACE, strict=False)  # a race: it shows in some runs, not all
 async def test_three_replicas_start_together_on_one_empty_database(cluster: Cluster) -> None:
     assert cluster.start_error is None, cluster.start_error
     assert all(r.alive() for r in cluster.replicas)
