@@ -345,6 +345,7 @@ async def metrics_view(request: web.Request) -> web.Response:
         metrics.outbox_pending.set(stats.get("pending", 0))
         metrics.outbox_dead.set(stats.get("dead", 0))
         metrics.outbox_oldest.set(stats.get("oldest_pending_age_seconds") or 0)
+        metrics.outbox_scheduled.set(stats.get("scheduled", 0))
     except Exception:  # noqa: BLE001 - metrics still served without the DB figures
         log.warning("metrics: outbox stats unavailable")
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",

@@ -50,8 +50,13 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
         )
         self.outbox_pending = Gauge("handoff_outbox_pending", "Outbox rows waiting for delivery", registry=r)
+        self.outbox_scheduled = Gauge(
+            "handoff_outbox_scheduled", "Pending outbox rows due later (escalation steps, SLA checks, after-hours notices)",
+            registry=r)
         self.outbox_oldest = Gauge(
-            "handoff_outbox_oldest_pending_seconds", "Age of the oldest undelivered outbox row", registry=r
+            "handoff_outbox_oldest_pending_seconds",
+            "How long the longest-waiting due outbox row has waited (delivery lag; rows scheduled for later excluded)",
+            registry=r
         )
         self.outbox_dead = Gauge("handoff_outbox_dead", "Outbox rows dead-lettered", registry=r)
 

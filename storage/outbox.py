@@ -23,8 +23,9 @@ async def enqueue(
     idempotency_key: str,
     now: datetime,
     ticket_id: int | None = None,
+    due: datetime | None = None,
 ) -> OutboxRow:
-    """Add a pending outbox row, due now. A repeated ``idempotency_key`` raises IntegrityError."""
+    """Add a pending outbox row, due ``due`` (default now). A repeated ``idempotency_key`` raises IntegrityError."""
     row = OutboxRow(
         ticket_id=ticket_id,
         kind=kind,
@@ -33,7 +34,7 @@ async def enqueue(
         status="pending",
         attempts=0,
         created_at=now,
-        next_attempt_at=now,
+        next_attempt_at=due or now,
     )
     session.add(row)
     await session.flush()
@@ -168,11 +169,14 @@ async def list_outbox(
 
 
 async def outbox_stats(*, session: AsyncSession, now: datetime) -> dict[str, Any]:
-    """Row counts by status and the age of the oldest pending row.
+    """Row counts by status, how many pending rows are scheduled for later, and the delivery lag.
 
     Returns:
-        ``{"pending": int, "delivered": int, "dead": int, "oldest_pending_age_seconds": float}``;
-        the age is 0.0 when nothing is pending.
+        ``{"pending": int, "delivered": int, "dead": int, "scheduled": int,
+        "oldest_pending_age_seconds": float}``. ``scheduled`` counts pending rows not due yet (an
+        escalation step, an SLA check, a notice held until business hours): they are not a backlog.
+        The age is how long the longest-waiting *due* row has waited since it became due (0.0 when
+        none is due): what a worker that keeps up holds near zero.
     """
     stats: dict[str, Any] = dict.fromkeys(OUTBOX_STATUSES, 0)
     counts = await session.execute(
@@ -180,8 +184,12 @@ async def outbox_stats(*, session: AsyncSession, now: datetime) -> dict[str, Any
     )
     for status, count in counts.all():
         stats[status] = int(count)
+    pending = OutboxRow.status == "pending"
+    stats["scheduled"] = int(
+        await session.scalar(select(func.count()).where(pending, OutboxRow.next_attempt_at > now)) or 0
+    )
     oldest = await session.scalar(
-        select(func.min(OutboxRow.created_at)).where(OutboxRow.status == "pending")
+        select(func.min(OutboxRow.next_attempt_at)).where(pending, OutboxRow.next_attempt_at <= now)
     )
     stats["oldest_pending_age_seconds"] = (
         max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0

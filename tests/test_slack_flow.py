@@ -273,6 +273,7 @@ async def test_health_and_metrics(world: World) -> None:
     assert 'handoff_pages_total{outcome="paged"} 1.0' in text  # PagerDuty is the pager here
     assert "handoff_classify_seconds_count 2.0" in text
     for name in ("handoff_deliveries_total", "handoff_outbox_pending", "handoff_outbox_oldest_pending_seconds",
+                 "handoff_outbox_scheduled 1.0",  # the MSP ticket's first-response watchdog
                  "handoff_outbox_dead", "handoff_intake_seconds_bucket", "handoff_delivery_seconds_bucket"):
         assert name in text, name
     ready = await (await world.client.get("/readyz")).json()

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -500,7 +500,13 @@ async def test_list_outbox_and_stats(sessionmaker: SM) -> None:
         ]
         assert (await service.list_outbox(session=s, limit=1))[0].payload == {"p": [1, "é"]}
         stats = await service.outbox_stats(session=s, now=NOW + timedelta(seconds=90))
-    assert stats == {"pending": 2, "delivered": 1, "dead": 1, "oldest_pending_age_seconds": 90.0}
+        assert stats == {"pending": 2, "delivered": 1, "dead": 1, "scheduled": 0, "oldest_pending_age_seconds": 90.0}
+        # a row due later (an SLA check, an escalation step) is scheduled, not a backlog
+        await service.enqueue(session=s, kind="sla.check", payload={}, idempotency_key="sla", now=NOW,
+                              due=NOW + timedelta(days=2))
+        await s.execute(update(OutboxRow).where(OutboxRow.id == a).values(next_attempt_at=NOW + timedelta(seconds=30)))
+        stats = await service.outbox_stats(session=s, now=NOW + timedelta(seconds=90))
+    assert stats == {"pending": 3, "delivered": 1, "dead": 1, "scheduled": 1, "oldest_pending_age_seconds": 80.0}
     async with sessionmaker() as s, s.begin():
         await s.execute(delete(OutboxRow))
         assert (await service.outbox_stats(session=s, now=NOW))["oldest_pending_age_seconds"] == 0.0
