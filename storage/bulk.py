@@ -20,6 +20,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import InboundEvent, OutboxRow, Ticket
+from storage.outbox import relax_durability
 
 
 _EVENTS = cast(Table, InboundEvent.__table__)
@@ -124,6 +125,7 @@ async def mark_delivered_many(
     """Record ``(row_id, detail, remote_id)`` deliveries in one executemany (as ``mark_delivered``)."""
     if not deliveries:
         return
+    await relax_durability(session=session)  # a lost mark only means a repeat under the same idempotency key
     await (await session.connection()).execute(
         _MARK_DELIVERED,
         [{"row_id": rid, "now": now, "detail": detail, "remote_id": remote} for rid, detail, remote in deliveries],

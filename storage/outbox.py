@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, text, update
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,24 @@ async def enqueue(
     session.add(row)
     await session.flush()
     return row
+
+
+async def relax_durability(*, session: AsyncSession) -> None:
+    """Let this transaction commit without waiting for its WAL flush (PostgreSQL; SQLite: nothing to do).
+
+    Only for the outbox worker's own bookkeeping (claims, delivered marks), which a crash may lose
+    without harm: a lost lease or a lost "delivered" mark means the row is delivered again under
+    the same idempotency key, which at-least-once delivery allows. It is never used where an
+    acknowledgement depends on the commit (intake, page actions, callbacks): those stay durable.
+    On a 2-core VM a flushed commit costs several milliseconds; the worker commits twice per batch.
+    """
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+_CLAIM_SETTINGS = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('synchronous_commit', 'off', true)"
+)
 
 
 class ClaimedRow(NamedTuple):
@@ -75,19 +93,25 @@ def _due(now: datetime) -> list[Any]:
 async def claim_due(
     *, session: AsyncSession, now: datetime, limit: int, lease_seconds: float, worker_id: str
 ) -> list[ClaimedRow]:
-    """Lease up to ``limit`` due pending rows to ``worker_id``, oldest first.
+    """Lease up to ``limit`` due pending rows to ``worker_id``, longest-due first (returned in id order).
 
     A row is due when ``next_attempt_at <= now`` and nobody holds an unexpired lease on it. A row
     is held back while an older pending row of the same ticket and kind exists (per-ticket
     order). PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent workers claim disjoint rows.
     SQLite: the transaction holds the write lock from ``BEGIN IMMEDIATE``, so select and update
     are atomic. The update re-checks the conditions either way. Core statements, no ORM objects:
-    this runs for every batch the worker delivers.
+    this runs for every batch the worker delivers. The order matches the partial index
+    ``ix_outbox_pending_due``, so the database walks it and stops at ``limit`` whatever the backlog
+    (ordering by id let PostgreSQL's estimate pick a sort of every due row: 8 ms at 20,000 rows).
     """
     conn = await session.connection()  # Core statements: skip the ORM execution path
-    query = select(_T.c.id).where(*_due(now), ~_BLOCKED).order_by(_T.c.id).limit(limit)
+    query = select(_T.c.id).where(*_due(now), ~_BLOCKED).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=_T)
+        # A custom plan per call: the cached generic plan cannot see ``now`` or ``limit`` and sorts
+        # every due row (10 ms at 20,000 rows, measured) where the custom plan walks the index (<1 ms).
+        # And no WAL flush wait at commit (see relax_durability).
+        await conn.execute(_CLAIM_SETTINGS)
     ids = list((await conn.execute(query)).scalars().all())
     if not ids:
         return []
