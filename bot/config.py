@@ -244,6 +244,35 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def _read_yaml(name: Path | str) -> tuple[Path, Any]:
+    """(absolute path, parsed YAML) of the configuration file, or a ConfigError saying what to fix."""
+    try:
+        config_path = Path(name).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL in HANDOFF_CONFIG
+        raise ConfigError(f"{name!r}: not a usable path ({exc}); set HANDOFF_CONFIG to your app.yaml") from None
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{config_path}: no such file (set HANDOFF_CONFIG to your app.yaml)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path}: is a directory; set HANDOFF_CONFIG to the app.yaml file in it") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except (OSError, ValueError) as exc:  # PermissionError and the like
+        raise ConfigError(f"{config_path}: cannot be read ({exc.__class__.__name__}: {exc}); check that the "
+                          "service's user may read it") from None
+    try:
+        return config_path, yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{config_path}: nested too deeply to read; app.yaml needs a few levels, not "
+                          "thousands") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML builds dates and numbers: 2024-02-30
+        raise ConfigError(f"{config_path}: a value YAML cannot read ({exc}); quote it if it is text, or fix "
+                          "the date (YYYY-MM-DD) or number") from None
+
+
 def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None = None) -> Settings:
     """Read ``app.yaml`` (``HANDOFF_CONFIG`` or ``path``) and the environment into :class:`Settings`.
 
@@ -251,13 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None 
         ConfigError: naming every problem by key path (or environment variable).
     """
     env = os.environ if env is None else env
-    config_path = Path(path or env.get("HANDOFF_CONFIG") or DEFAULT_CONFIG).resolve()
-    try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{config_path}: no such file (set HANDOFF_CONFIG to your app.yaml)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
+    config_path, raw = _read_yaml(path or env.get("HANDOFF_CONFIG") or DEFAULT_CONFIG)
     if not isinstance(raw, dict):
         raise ConfigError(f"{config_path}: the top level must be a mapping of sections")
 

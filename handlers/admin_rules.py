@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Actor, Command, CommandReply
-from handlers.rules_access import AdminAccess
+from handlers.rules_access import AdminAccess, audit_text
 from handlers.rules_edit import add_rule, diff, edit_rule, move_rule, remove_rule, set_enabled
 from handlers.rules_grammar import CommandError, Parsed, parse, slack_unescape, subcommand
 from handlers.rules_help import EXAMPLES, ORDER, PUBLIC, USAGE
@@ -81,7 +81,7 @@ class RulesAdmin(RulesViews):
             decision = await self._access.check(actor.platform, actor.user_id)
             if not decision.allowed:
                 await self._audit(actor, sub, "", allowed=False,
-                                  detail={"command": _clip(text), "outcome": "refused", "reason": decision.reason})
+                                  detail={"command": audit_text(text), "outcome": "refused", "reason": decision.reason})
                 return reply(f":no_entry: Only rule admins may `rules {sub}`. "
                              f"{self._access.how_to_become(actor.platform)} Anyone may `rules list`, `rules show`, "
                              "`rules test` and `rules history`.")
@@ -93,11 +93,12 @@ class RulesAdmin(RulesViews):
         except CommandError as exc:
             if admin_only:
                 await self._audit(actor, sub, target, allowed=True,
-                                  detail={"command": _clip(text), "outcome": "error", "error": exc.message[:2000]})
+                                  detail={"command": audit_text(text), "outcome": "error",
+                                          "error": audit_text(exc.message, 2000)})
             return error_reply(exc)
         if admin_only and not result.audited:
             await self._audit(actor, sub, result.target or target, allowed=True,
-                              detail={"command": _clip(text), "outcome": "ok", **result.detail})
+                              detail={"command": audit_text(text), "outcome": "ok", **result.detail})
         return result.reply
 
     async def _audit(self, actor: Actor, sub: str, target: str, *, allowed: bool, detail: dict[str, Any]) -> None:
@@ -156,8 +157,8 @@ class RulesAdmin(RulesViews):
                                         origin=origin, now=self._clock())
             await service.audit(session=session, actor=_who(actor), action=f"rules.{p.sub}",
                                 target=(p.rule_id or "draft")[:255], allowed=True, now=self._clock(),
-                                detail={"command": p.raw,
-                                        "outcome": "ok", "draft_base": base_version, "diff": step.lines()[:200]})
+                                detail={"command": audit_text(p.raw),
+                                        "outcome": "ok", "draft_base": base_version, "diff": _audit_lines(step.lines())})
         versus_live = diff(live.content, new)
         report = lint(new, live_ruleset(live))
         lines = [f":pencil2: Draft: {verb}. Your draft (based on v{base_version}) differs from live v{live.version} "
@@ -274,7 +275,7 @@ class RulesAdmin(RulesViews):
                 await service.audit(session=session, actor=_who(actor), action=f"rules.{p.sub}",
                                     target=f"v{saved.version}", allowed=True, now=self._clock(),
                                     detail={"outcome": "ok", "from": live.version, "to": saved.version, "source": source,
-                                            "note": note[:500], "confirm": p.confirm, "diff": changes.lines()[:200],
+                                            "note": audit_text(note, 500), "confirm": p.confirm, "diff": _audit_lines(changes.lines()),
                                             "replay": _replay_summary(report)})
                 version = saved.version
         except IntegrityError:
@@ -307,13 +308,16 @@ def _replay_summary(r: ReplayReport) -> dict[str, Any]:
             "complete": r.complete}
 
 
+def _audit_lines(lines: list[str]) -> list[str]:
+    """The first 200 lines of a diff for the audit log, secrets redacted (a rule's note is free text)."""
+    return [audit_text(line, 2000) for line in lines[:200]]
+
+
 def _who(actor: Actor) -> str:
     name = f" ({actor.user_name})" if actor.user_name else ""
     return f"{actor.platform}:{actor.user_id}{name}"[:255]
 
 
-def _clip(text: str, limit: int = 1000) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 __all__ = ["RulesAdmin", "RulesAdminOptions"]

@@ -21,7 +21,7 @@ from handlers.incidents import IncidentActions, when
 from handlers.oncall_time import EXAMPLES, parse_when
 from handlers.paging import PAGER_NAMES, PagingOptions, Roster, describe_person, ref_of
 from handlers.paging_group import describe_key
-from handlers.rules_access import AdminAccess
+from handlers.rules_access import AdminAccess, audit_text
 from routing.oncall import find_person
 from storage import incidents as store
 from storage import service
@@ -43,13 +43,13 @@ class OncallCommands:
 
     def commands(self) -> list[Command]:
         async def ack(actor: Actor, args: str) -> CommandReply:
-            return await self._act(actor, "acknowledge", args)
+            return await self._act(actor, "acknowledge", args, command="ack")
 
         async def resolve(actor: Actor, args: str) -> CommandReply:
-            return await self._act(actor, "resolve", args)
+            return await self._act(actor, "resolve", args, command="resolve")
 
         async def escalate(actor: Actor, args: str) -> CommandReply:
-            return await self._act(actor, "escalate", args)
+            return await self._act(actor, "escalate", args, command="escalate")
 
         return [
             Command("oncall", "who is on call; admins: overrides", "oncall [override <person> --until <when> "
@@ -116,14 +116,14 @@ class OncallCommands:
             if ends_at <= max(starts_at, now):
                 raise ValueError(f"--until ({when(ends_at, tz)}) must be after the start and in the future")
         except ValueError as exc:
-            await self._audit(actor, "oncall.override", "", True, {"command": args[:500], "outcome": "error",
-                                                                    "error": str(exc)[:500]})
+            await self._audit(actor, "oncall.override", "", True, {"command": audit_text(args, 500),
+                                                                    "outcome": "error", "error": audit_text(str(exc), 500)})
             return CommandReply(f":warning: {exc}\nUsage: `/handoff {OVERRIDE_USAGE}`; <when> is e.g. {EXAMPLES}.")
         async with self._sessionmaker.begin() as session:
             row = await store.add_override(session=session, person=ref, starts_at=starts_at, ends_at=ends_at,
                                            created_by=actor.ref, now=now)
             await service.audit(session=session, actor=actor.ref, action="oncall.override", target=ref, allowed=True,
-                                detail={"command": args[:500], "outcome": "ok", "override": row.id,
+                                detail={"command": audit_text(args, 500), "outcome": "ok", "override": row.id,
                                         "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat()}, now=now)
         name = self._roster.person(ref).name
         return CommandReply(f"Override #{row.id}: {name} is on call from {when(starts_at, tz)} until "
@@ -135,7 +135,7 @@ class OncallCommands:
             return allowed
         ident = args.lstrip("#")
         if not ident.isdigit():
-            await self._audit(actor, "oncall.clear", args[:255], True, {"outcome": "error", "error": "not an id"})
+            await self._audit(actor, "oncall.clear", audit_text(args, 200), True, {"outcome": "error", "error": "not an id"})
             return CommandReply("Usage: `/handoff oncall clear <id>` (the override number `/handoff oncall` shows).")
         now = self._clock()
         async with self._sessionmaker.begin() as session:
@@ -163,7 +163,7 @@ class OncallCommands:
 
     # -- page actions by ticket -------------------------------------------------------------------
 
-    async def _act(self, actor: Actor, action: str, args: str) -> CommandReply:
+    async def _act(self, actor: Actor, action: str, args: str, *, command: str) -> CommandReply:
         words = args.split()
         if not words:
             return CommandReply(f"Usage: `/handoff {'ack' if action == 'acknowledge' else action} IT-1042`.")
@@ -175,6 +175,7 @@ class OncallCommands:
                 session=session, incident_id=ticket.incident_id)
             refusal = await self._oncall_only(session, actor, incident.detail if incident else {})
         if refusal is not None:
+            await self._refused(actor, command, args)
             return refusal
         if ticket is None:
             return CommandReply(f"There is no ticket {words[0]!r} (ticket ids look like IT-1042).")
@@ -188,9 +189,10 @@ class OncallCommands:
         tz = self._roster.timezone
         async with self._sessionmaker() as session:
             refusal = await self._oncall_only(session, actor, {})
-            if refusal is not None:
-                return refusal
-            rows = await store.list_open_incidents(session=session)
+            rows = [] if refusal is not None else await store.list_open_incidents(session=session)
+        if refusal is not None:
+            await self._refused(actor, "incidents", args)
+            return refusal
         if not rows:
             return CommandReply("No open incidents.")
         lines = ["*Open incidents*"]
@@ -219,11 +221,17 @@ class OncallCommands:
         return CommandReply(":no_entry: Only on-call people (the rotation in app.yaml, overrides) and admins may do "
                             "that. To report a problem, just write it: `/handoff <what is wrong>`.")
 
+    async def _refused(self, actor: Actor, action: str, args: str) -> None:
+        """Audit a page command refused by :meth:`_oncall_only`, as admin refusals are."""
+        await self._audit(actor, action, "", False, {"command": audit_text(args, 500), "outcome": "refused",
+                                                     "reason": "not on call (rotation, override, paged) and not an "
+                                                               "admin"})
+
     async def _admin(self, actor: Actor, action: str, args: str) -> CommandReply | None:
         decision = await self._access.check(actor.platform, actor.user_id)
         if decision.allowed:
             return None
-        await self._audit(actor, action, "", False, {"command": args[:500], "outcome": "refused",
+        await self._audit(actor, action, "", False, {"command": audit_text(args, 500), "outcome": "refused",
                                                      "reason": decision.reason})
         return CommandReply(f":no_entry: Only admins may `{action.replace('.', ' ')}`. "
                             f"{self._access.how_to_become(actor.platform)}")

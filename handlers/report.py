@@ -1,9 +1,9 @@
 """``/handoff report [--days N]``: how requests were routed, how pages went, how the MSP performs.
 
-Admins only. The figures come from :func:`storage.ticket_report.report_figures` (tickets and
-incidents created in the window); medians and 90th percentiles are computed here by linear
-interpolation between closest ranks (what PostgreSQL's ``percentile_cont`` does). Plain text that
-reads the same in Slack and Teams.
+Admins only (a refusal is audited, as every admin command's is). The figures come from
+:func:`storage.ticket_report.report_figures` (tickets and incidents created in the window); medians
+and 90th percentiles are computed here by linear interpolation between closest ranks (what
+PostgreSQL's ``percentile_cont`` does). Plain text that reads the same in Slack and Teams.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Command, CommandReply
 from handlers.ports import Actor
-from handlers.rules_access import AdminAccess
+from handlers.rules_access import AdminAccess, audit_text
+from storage import service
 from storage.ticket_report import ReportFigures, report_figures
 
 DEFAULT_DAYS = 30
@@ -134,6 +135,11 @@ class Report:
         decision = await self._access.check(actor.platform, actor.user_id) if self._access is not None else None
         if decision is None or not decision.allowed:
             how = self._access.how_to_become(actor.platform) if self._access is not None else ""
+            async with self._sessionmaker.begin() as session:
+                await service.audit(session=session, actor=actor.ref[:255], action="report", target="", allowed=False,
+                                    detail={"command": audit_text(args, 500), "outcome": "refused",
+                                            "reason": decision.reason if decision else "no admin access configured"},
+                                    now=self._clock())
             return CommandReply(f":no_entry: Only admins may see the report. {how}".strip())
         try:
             days = parse_days(args)

@@ -2,6 +2,7 @@
 
 Group membership comes through the :class:`~handlers.ports.GroupDirectory` port; when the directory
 cannot answer, membership is denied (fail closed) and the reason is kept for the audit log.
+What a user typed reaches the audit log only through :func:`audit_text` (secrets redacted).
 """
 
 from __future__ import annotations
@@ -11,8 +12,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from handlers.ports import GroupDirectory, GroupLookupError
+from routing.redact import redact
 
 log = logging.getLogger(__name__)
+
+
+def audit_text(text: str, limit: int = 1000) -> str:
+    """What a user typed, as the audit log may keep it: secrets redacted first, then clipped to ``limit``.
+
+    A refused command is often a pasted message ("… my password is …"); the audit log is a table like
+    any other, so nothing secret is written to it.
+    """
+    clean = redact(text).text
+    return clean if len(clean) <= limit else clean[:limit] + f"… ({len(clean)} characters)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ from routing.model import (
     RuleSet,
     Window,
 )
-from routing.rules import compile_regex, re2_options
+from routing.regexes import compile_regex, regex_set
+from routing.rules import RuleSetError
 from routing.text import BREAK, NEGATION_WINDOW, NEGATORS, fold, padded_folded, term_key
 from routing.windows import inside, local_clock
 
@@ -150,13 +151,12 @@ class Classifier:
             self._automaton = automaton
 
         self._regex_set: re2.Set | None = None
-        self._compiled_regex = [compile_regex(p) for p in self._regexes]
+        self._compiled_regex = [compile_regex(p) for p in self._regexes]  # no capture groups: see routing.regexes
         if self._regexes:
-            rset = re2.Set.SearchSet(re2_options())
-            for p in self._regexes:
-                rset.Add(p)
-            rset.Compile()
-            self._regex_set = rset
+            try:
+                self._regex_set = regex_set(self._regexes)
+            except ValueError as exc:  # validation refuses this first; a RuleSetError all the same
+                raise RuleSetError([f"rules: {exc}"]) from None
 
     # -- scanning -------------------------------------------------------------------------------
 
@@ -211,7 +211,11 @@ class Classifier:
         """Decide where ``msg`` goes. Raises only on a bug; see :func:`classify_safely`."""
         folded = fold(msg.text)
         hits = self._scan_terms(padded_folded(folded))
-        regex_hits = self._scan_regexes(folded)
+        try:
+            regex_hits = self._scan_regexes(folded)
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): RE2 reads UTF-8 only
+            folded = _valid_unicode(folded)
+            regex_hits = self._scan_regexes(folded)
         candidates: set[int] = set(self._always)
         for t in hits.plain:
             candidates.update(self._by_term.get(t, ()))
@@ -254,6 +258,11 @@ class Classifier:
         return len(self._rules)
 
 
+def _valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD (surrogate pairs become the character they encode)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _negated(text: str, start: int) -> bool:
     """True if one of the NEGATION_WINDOW words before ``start`` negates the term there.
 
@@ -290,7 +299,13 @@ def _why(best: RuleMatch, matches: Iterable[RuleMatch], unconditional: bool, tim
 
 
 def compile_ruleset(ruleset: RuleSet) -> Classifier:
-    """Compile a validated rule set. Raises ``ValueError`` for a term or regex that cannot be used."""
+    """Compile a validated rule set.
+
+    Raises:
+        ValueError: a term or regex that cannot be used (:class:`~routing.rules.RuleSetError` when
+            the regexes together are too many for one RE2 set). :func:`~routing.rules.ruleset_from_dict`
+            refuses all of these first.
+    """
     return Classifier(ruleset)
 
 

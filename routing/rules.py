@@ -12,11 +12,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from routing.calendar import zone
 from routing.model import ROUTES, SEVERITIES, Conditions, Queue, Rule, RuleSet
+from routing.regexes import MAX_REGEX_CHARS, compile_regex, regex_set
 from routing.text import term_key
 from routing.windows import MAX_WINDOWS, parse_windows
 
@@ -25,8 +25,6 @@ MAX_RULES = 20_000
 MAX_TERMS_PER_LIST = 2_000
 MAX_GROUPS = 10
 MAX_TERM_CHARS = 200
-MAX_REGEX_CHARS = 1_000
-MAX_REGEX_PROGRAM = 5_000
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 
 
@@ -36,36 +34,6 @@ class RuleSetError(ValueError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems: tuple[str, ...] = tuple(problems)
         super().__init__("; ".join(self.problems) or "invalid rule set")
-
-
-def re2_options() -> re2.Options:
-    """Options every rule regex is compiled with (RE2 errors are raised, not logged)."""
-    opts = re2.Options()
-    opts.log_errors = False
-    opts.max_mem = 8 << 20
-    return opts
-
-
-def compile_regex(pattern: str) -> re2._Regexp:
-    """Compile a rule regex with RE2, or raise ``ValueError`` saying what to fix."""
-    if len(pattern) > MAX_REGEX_CHARS:
-        raise ValueError(f"regex is {len(pattern)} characters; the limit is {MAX_REGEX_CHARS}")
-    try:
-        compiled = re2.compile(pattern, options=re2_options())
-    except re2.error as exc:
-        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        hint = ""
-        if "(?=" in pattern or "(?!" in pattern or "(?<" in pattern:
-            hint = " (lookahead/lookbehind are not supported: RE2 guarantees linear time; use `none` terms instead)"
-        elif "\\1" in pattern or "\\2" in pattern:
-            hint = " (backreferences are not supported: RE2 guarantees linear time)"
-        raise ValueError(f"RE2 refused {pattern!r}: {detail}{hint}") from None
-    if compiled.programsize > MAX_REGEX_PROGRAM:
-        raise ValueError(
-            f"regex {pattern!r} compiles to {compiled.programsize} instructions; "
-            f"the limit is {MAX_REGEX_PROGRAM}: simplify it or split it into terms"
-        )
-    return compiled
 
 
 class _Strict(BaseModel):
@@ -212,6 +180,7 @@ def ruleset_from_dict(data: Mapping[str, Any], *, version: int = 0) -> RuleSet:
                 active=active, mute=mute,
             )
         )
+    problems.extend(_check_regex_total(rules))
     if problems:
         raise RuleSetError(problems)
     return RuleSet(
@@ -232,6 +201,29 @@ def _check_terms(terms: list[str], at: str) -> list[str]:
         except ValueError as exc:
             problems.append(f"{at}[{j}]: {exc}")
     return problems
+
+
+def _check_regex_total(rules: Iterable[Rule]) -> list[str]:
+    """Build the RE2 set of every distinct regex, as the engine does, and report it if RE2 cannot.
+
+    The engine leaves out the regexes of disabled rules; this checks them all, so enabling a rule
+    later never makes a rule set fail to compile. Regexes refused on their own are reported where
+    they are and left out here.
+    """
+    patterns: list[str] = []
+    for p in dict.fromkeys(p for r in rules for p in r.when.regex):
+        try:
+            compile_regex(p)
+        except ValueError:
+            continue
+        patterns.append(p)
+    if not patterns:
+        return []
+    try:
+        regex_set(patterns)
+    except ValueError as exc:
+        return [f"rules: {exc}"]
+    return []
 
 
 def _check_when(when: _When, at: str) -> list[str]:
@@ -297,3 +289,7 @@ def content_hash(data: Mapping[str, Any]) -> str:
     """A stable hash of a ``routing:`` mapping (key order and formatting do not matter)."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+__all__ = ["ID_PATTERN", "MAX_GROUPS", "MAX_REGEX_CHARS", "MAX_RULES", "MAX_TERMS_PER_LIST", "MAX_TERM_CHARS",
+           "RuleSetError", "compile_regex", "content_hash", "ruleset_from_dict", "ruleset_to_dict"]

@@ -10,7 +10,7 @@ by YAML 1.1 as base-60 numbers (1080); those are taken back as the minutes they 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,7 +88,13 @@ def parse_windows(raw: Iterable[Any], at: str) -> tuple[tuple[Window, ...], list
 
 def local_clock(at: datetime, tz: ZoneInfo) -> tuple[int, int]:
     """(weekday, minute after midnight) of the wall clock in ``tz`` at ``at``."""
-    local = at.astimezone(tz)
+    try:
+        local = at.astimezone(tz)
+    except OverflowError:  # hours from year 1 or 9999 (``rules test --at``): shift the wall clock by hand
+        offset = (tz.utcoffset(at.replace(tzinfo=None)) or timedelta(0)) - (at.utcoffset() or timedelta(0))
+        minute = (at.weekday() * MINUTES_PER_DAY + at.hour * 60 + at.minute + offset // timedelta(minutes=1)) % (
+            7 * MINUTES_PER_DAY)
+        return minute // MINUTES_PER_DAY, minute % MINUTES_PER_DAY
     return local.weekday(), local.hour * 60 + local.minute
 
 
