@@ -1,8 +1,11 @@
 """The Slack edge: verify, parse and normalise; slack-bolt dispatches; handlers decide.
 
 ``POST /slack/events`` serves the Events API, slash commands and interactivity. Before bolt sees a
-request this module checks, in order: size (413), signature and timestamp (401), and shape (400), so
-bad input never reaches a listener and never produces a 500. Bolt runs with
+request this module checks, in order: size (413), signature and timestamp (401), and shape (400, see
+:mod:`bot.slack_shape`: types bolt reads, ids we store, JSON nesting), so bad input never reaches a
+listener and never produces a 500 or a 503. A shape error raised by bolt's own code all the same
+(``TypeError`` and kin in a matcher or a log message) is a 400 too; text is cleaned where it is
+used (:func:`handlers.text_input.clean_text`). Bolt runs with
 ``process_before_response=True``: a request is acknowledged only after its ticket and outbox rows are
 committed, so nothing Slack was told we accepted can be lost. If that commit fails the answer is 503
 and Slack retries; the retry is deduplicated by event id.
@@ -20,8 +23,8 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -33,17 +36,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
 from bot.slack_actions import SlackPageButtons
+from bot.slack_shape import BadRequest, check_shape
 from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
 from handlers.ports import Connector, PageActions, ThreadComments, ThreadMessage
 from handlers.replies import slack_blocks
+from handlers.text_input import clean_name, clean_text, valid_id
 
 log = logging.getLogger(__name__)
 
 MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+#: What slack-bolt raises while it reads a body whose shape :func:`check_shape` did not foresee.
+PARSE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
 
-class BadRequest(Exception):
-    """A request that is not a well-formed Slack request; answered 400."""
+__all__ = ["BadRequest", "SlackEdge"]
 
 
 class SlackEdge:
@@ -107,11 +113,20 @@ class SlackEdge:
         if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
             return self._reject(request, 401, "invalid signature")
         try:
-            _check_shape(body, request.content_type)
+            check_shape(body, request.content_type)
         except BadRequest as exc:
             return self._reject(request, 400, str(exc))
-        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
-        response = await self.app.async_dispatch(bolt_request)
+        try:
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+        except PARSE_ERRORS as exc:  # bolt could not read it: the sender's problem, not a retry
+            return self._reject(request, 400, f"body slack-bolt cannot read ({type(exc).__name__})")
+        try:
+            response = await self.app.async_dispatch(bolt_request)
+        except PARSE_ERRORS as exc:  # raised again while bolt built the error handler's arguments
+            where = _bolt_choked(exc)
+            if where is None:
+                raise
+            return self._reject(request, 400, f"body slack-bolt cannot read ({type(exc).__name__} in {where})")
         return await to_aiohttp_response(response)
 
     def _fresh(self, timestamp: str) -> bool:
@@ -153,7 +168,11 @@ class SlackEdge:
         await self._intake_event(event, body)
 
     async def _intake_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        text = MENTION.sub("", str(event.get("text") or "")).strip()
+        text = MENTION.sub("", clean_text(str(event.get("text") or ""))).strip()
+        ids = (body.get("event_id"), event.get("user"), event.get("channel"), event.get("ts"), event.get("thread_ts"))
+        if not all(value is None or valid_id(value) for value in ids):  # Socket Mode skips check_shape
+            log.warning("slack event with unusable ids ignored")
+            return
         if not text or not event.get("user") or not event.get("channel"):
             return
         parent = str(event.get("thread_ts") or "")
@@ -176,9 +195,10 @@ class SlackEdge:
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         actor = Actor(platform="slack", user_id=str(command.get("user_id") or ""),
-                      user_name=str(command.get("user_name") or ""), channel_id=str(command.get("channel_id") or ""))
+                      user_name=clean_name(str(command.get("user_name") or "")),
+                      channel_id=str(command.get("channel_id") or ""))
         event_id = f"command:{command.get('trigger_id') or command.get('command_ts') or ''}"
-        reply = await self.commands.dispatch(actor, str(command.get("text") or ""), event_id=event_id,
+        reply = await self.commands.dispatch(actor, clean_text(str(command.get("text") or "")), event_id=event_id,
                                              reply_target={"response_url": command.get("response_url")})
         if reply.intake is not None:
             self.metrics.observe_intake("slack", reply.intake)
@@ -199,47 +219,30 @@ class SlackEdge:
         await self.buttons.close()
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse:
+        where = _bolt_choked(error)
+        if where is not None:  # bolt's own code could not read the body: retrying would not help
+            log.warning("slack request refused: 400 body slack-bolt cannot read (%s in %s)", type(error).__name__, where)
+            self.metrics.rejected.labels(platform="slack", status="400").inc()
+            return BoltResponse(status=400, body=json.dumps({"ok": False, "error": "body slack-bolt cannot read"}),
+                                headers={"content-type": "application/json"})
         log.error("slack listener failed (%s); answering 503 so Slack retries", type(error).__name__, exc_info=error)
         self.metrics.rejected.labels(platform="slack", status="503").inc()
         return BoltResponse(status=503, body=json.dumps({"ok": False, "error": "temporarily unavailable"}),
                             headers={"content-type": "application/json", "retry-after": "1"})
 
 
-def _check_shape(body: str, content_type: str) -> None:
-    """Refuse what is not shaped like a Slack request, before bolt parses it."""
-    if content_type == "application/json":
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise BadRequest("body is not valid JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-            raise BadRequest("JSON body must be an object with a string `type`")
-        if data["type"] == "event_callback":
-            if not isinstance(data.get("event"), dict) or not isinstance(data["event"].get("type"), str):
-                raise BadRequest("event_callback without an `event` object")
-            if not isinstance(data.get("event_id"), str) or not data["event_id"]:
-                raise BadRequest("event_callback without an `event_id`")
-            text = data["event"].get("text")
-            if text is not None and not isinstance(text, str):
-                raise BadRequest("event.text must be a string")
-        return
-    if content_type == "application/x-www-form-urlencoded":
-        try:
-            form = parse_qs(body, keep_blank_values=True, strict_parsing=bool(body), max_num_fields=200)
-        except ValueError:
-            raise BadRequest("body is not valid form data") from None
-        if "payload" in form:
-            try:
-                payload = json.loads(form["payload"][0])
-            except ValueError:
-                raise BadRequest("interactivity payload is not valid JSON") from None
-            if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-                raise BadRequest("interactivity payload must be an object with a string `type`")
-            if payload["type"] == "block_actions":
-                actions = payload.get("actions")
-                if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
-                    raise BadRequest("block_actions payload needs a non-empty `actions` list of objects")
-        elif "command" not in form and "ssl_check" not in form:
-            raise BadRequest("form body is neither a slash command nor an interactivity payload")
-        return
-    raise BadRequest(f"unsupported content type {content_type or '(none)'!r}")
+def _bolt_choked(error: Exception) -> str | None:
+    """The slack-bolt function that raised ``error`` when it is a shape error raised by bolt's own code
+    (a matcher, a middleware, a log message reading a field of an unforeseen type), else None.
+
+    Errors raised in our listeners (a database failure, or a bug of ours) are not the sender's fault
+    and stay 503; this is the safety net behind :func:`bot.slack_shape.check_shape`.
+    """
+    if not isinstance(error, PARSE_ERRORS):
+        return None
+    tb, last = error.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None or "slack_bolt" not in Path(last.tb_frame.f_code.co_filename).parts:
+        return None
+    return last.tb_frame.f_code.co_name

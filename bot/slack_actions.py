@@ -25,11 +25,13 @@ logged and acknowledged, never a 500.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any
 
 from bot.page_cards import BadButton, PagePress, slack_action, slack_message
 from handlers.ports import ActionOutcome, Actor, Connector, PageActions
+from handlers.text_input import clean_name, valid_id
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +80,17 @@ class SlackPageButtons:
             return
         user = body.get("user") if isinstance(body.get("user"), dict) else {}
         channel = _str(body.get("channel"), "id") or _str(body.get("container"), "channel_id")
-        actor = Actor(platform="slack", user_id=_str(user, "id"), user_name=_str(user, "name") or _str(user, "username"),
-                      channel_id=channel)
+        actor = Actor(platform="slack", user_id=_str(user, "id"),
+                      user_name=clean_name(_str(user, "name") or _str(user, "username")), channel_id=channel)
         if not actor.user_id:
             log.warning("slack page button without a user; ignored")
             return
+        if not all(valid_id(value) for value in (actor.user_id, channel, _str(body, "trigger_id"))):
+            log.warning("slack page button with unusable ids; ignored")  # Socket Mode skips the edge's check
+            return
         event_id = f"action:{_str(body, 'trigger_id') or _str(action, 'action_ts') + ':' + actor.user_id}"
+        if not valid_id(event_id):  # a long action_ts: keep the dedup key within its column
+            event_id = f"action:sha256:{hashlib.sha256(event_id.encode('utf-8', 'replace')).hexdigest()}"
         if page_actions is None:
             outcome = NOT_WIRED
         else:

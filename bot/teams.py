@@ -34,7 +34,6 @@ refuse to send (:class:`~bot.teams_auth.OutboxOnlyCredentials`): replies go thro
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -66,6 +65,7 @@ from bot.teams_refs import ConversationBook
 from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
 from handlers.ports import ActionOutcome, PageActions, ThreadComments, ThreadMessage
+from handlers.text_input import BadJson, load_json
 from storage import service
 from storage.models import ticket_id_from_key
 
@@ -296,10 +296,10 @@ class TeamsEdge:
         if request.content_type != "application/json":
             return self._reject(request, 415, f"unsupported content type {request.content_type or '(none)'!r}")
         try:
-            body = json.loads(raw)
+            body = load_json(raw)
             activity = parse_activity(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return self._reject(request, 400, str(exc) if isinstance(exc, BadActivity) else "body is not valid JSON")
+        except (BadJson, BadActivity) as exc:
+            return self._reject(request, 400, str(exc))
         if token is not None:
             try:
                 TokenValidator.check_activity(token, service_url=activity.service_url, channel_id=activity.channel_id)

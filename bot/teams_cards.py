@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.text_input import MAX_ID_CHARS, clean_name, clean_text, valid_id
+
 _AT_TAG = re.compile(r"<at\b[^>]*>(.*?)</at>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _SLACK_BOLD = re.compile(r"(?<![*\w])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![*\w])")
@@ -87,12 +89,15 @@ class TeamsActivity:
         return target
 
 
-def _str(data: dict[str, Any], key: str, *, required: bool, where: str = "") -> str:
+def _str(data: dict[str, Any], key: str, *, required: bool, where: str = "", max_chars: int = _MAX_ID) -> str:
+    """A string field; ids we store get ``max_chars=MAX_ID_CHARS`` (their columns hold 255 characters)."""
     value = data.get(key)
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or (required and not value) or len(value) > _MAX_ID:
+    if not isinstance(value, str) or (required and not value):
         raise BadActivity(f"{where}{key} must be a non-empty string" if required else f"{where}{key} must be a string")
+    if not valid_id(value, max_chars=max_chars):
+        raise BadActivity(f"{where}{key} must be at most {max_chars} characters, without control characters")
     return value
 
 
@@ -146,27 +151,36 @@ def parse_activity(body: Any) -> TeamsActivity:
     recipient = _obj(body, "recipient", required=True)
     channel_data = _obj(body, "channelData", required=False)
     conversation_id = _str(conversation, "id", required=True, where="conversation.")
-    from_id = _str(sender, "id", required=True, where="from.")
+    base, _, root = conversation_id.partition(";messageid=")
+    if len(base.split(";", 1)[0]) > MAX_ID_CHARS or len(root) > MAX_ID_CHARS:
+        raise BadActivity(f"conversation.id must name a conversation and message of at most {MAX_ID_CHARS} characters")
+    from_id = _str(sender, "id", required=True, where="from.", max_chars=MAX_ID_CHARS)
     bot_id = _str(recipient, "id", required=True, where="recipient.")
-    activity_id = _str(body, "id", required=kind in ("message", "invoke"))
-    raw_text = _str(body, "text", required=False)
+    activity_id = _str(body, "id", required=kind in ("message", "invoke"), max_chars=MAX_ID_CHARS)
+    raw_text = clean_text(body["text"]) if isinstance(body.get("text"), str) else _str(body, "text", required=False)
     entities = body.get("entities")
     if entities is not None and not isinstance(entities, list):
         raise BadActivity("entities must be a list")
     text, mentioned = strip_mentions(raw_text, entities, bot_id)
     tenant = _obj(channel_data, "tenant", required=False).get("id") or conversation.get("tenantId")
     channel = channel_data.get("teamsChannelId") or _obj(channel_data, "channel", required=False).get("id")
+    for what, value in (("the tenant id", tenant), ("the channel id", channel),
+                        ("conversation.conversationType", conversation.get("conversationType"))):
+        if value and not valid_id(value):
+            raise BadActivity(f"{what} must be a string of at most {MAX_ID_CHARS} characters")
     added = body.get("membersAdded")
     if added is not None and (not isinstance(added, list) or not all(isinstance(m, dict) for m in added)):
         raise BadActivity("membersAdded must be a list of objects")
     aad = sender.get("aadObjectId")
+    if aad and not valid_id(aad):
+        raise BadActivity(f"from.aadObjectId must be a string of at most {MAX_ID_CHARS} characters")
     return TeamsActivity(
         type=kind, id=activity_id, name=str(body.get("name") or ""), channel_id=channel_id,
         service_url=service_url, conversation_id=conversation_id,
         conversation_type=str(conversation.get("conversationType") or ""),
         tenant_id=str(tenant) if tenant else None, from_id=from_id,
-        aad_object_id=aad if isinstance(aad, str) and aad else None, user_name=str(sender.get("name") or ""),
-        bot_id=bot_id, bot_name=str(recipient.get("name") or ""), text=text, bot_mentioned=mentioned,
+        aad_object_id=aad or None, user_name=clean_name(str(sender.get("name") or "")),
+        bot_id=bot_id, bot_name=clean_name(str(recipient.get("name") or "")), text=text, bot_mentioned=mentioned,
         has_value=body.get("value") is not None, team_channel_id=str(channel) if channel else None,
         members_added=tuple(str(m.get("id")) for m in added or () if m.get("id")),
         action=str(body.get("action") or ""),

@@ -29,14 +29,14 @@ from handlers.paging_storm import PageOutcome, PageReport, StormControl
 from handlers.replies import Reply, intake_reply, slack_blocks
 from handlers.rules_state import ActiveRules
 from handlers.sla import check_row
+from handlers.text_input import TRUNCATED, clean_name, clean_text, redact_clipped
 from routing.calendar import BusinessCalendar
 from routing.engine import classify_safely
 from routing.model import Decision, Message
-from routing.redact import redact
 from storage import bulk
 from storage.models import ticket_key
 
-TRUNCATED = " …[truncated]"
+__all__ = ["TRUNCATED", "Inbound", "Intake", "IntakeOptions", "IntakeResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +144,9 @@ class Intake:
 
     def _prepare(self, inbound: Inbound) -> _Prepared:
         started = time.perf_counter()
-        text = inbound.text.strip()
-        if len(text) > self._options.max_message_chars:
-            text = text[: self._options.max_message_chars] + TRUNCATED
-        redaction = redact(text)
+        inbound = _cleaned(inbound)
+        # Redact the whole text, then clip: a secret at the cut is still recognised whole.
+        redaction = redact_clipped(inbound.text.strip(), self._options.max_message_chars)
         message = Message(
             text=redaction.text, platform=inbound.platform, user_id=inbound.user_id,
             channel_id=inbound.channel_id, user_groups=inbound.user_groups, channel_type=inbound.channel_type,
@@ -277,6 +276,14 @@ class Intake:
             add(inbound.reply_kind,
                 {**inbound.reply_target, "text": reply.text, "blocks": slack_blocks(reply), "ticket": key}, "reply")
         return rows
+
+
+def _cleaned(inbound: Inbound) -> Inbound:
+    """``inbound`` with its free text storable on every database (see :func:`clean_text`)."""
+    text, name = clean_text(inbound.text), clean_name(inbound.user_name)
+    if text == inbound.text and name == inbound.user_name:
+        return inbound
+    return replace(inbound, text=text, user_name=name)
 
 
 def _requester(inbound: Inbound) -> dict[str, Any]:

@@ -14,7 +14,6 @@ kept in the history): the SLA measures when the employee could have heard back.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ from pydantic import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.notify import requester_row
+from handlers.text_input import BadJson, TooDeep, clean_text, load_json, valid_id
 from handlers.ticket_views import STATUS_LABEL
 from routing.redact import redact
 from storage import service, tickets
@@ -60,6 +60,19 @@ class MspUpdate(BaseModel):
     remote_id: str | None = Field(default=None, min_length=1, max_length=255)
     at: AwareDatetime | None = None
 
+    @field_validator("event_id", "remote_id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not valid_id(value, max_chars=255):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("comment", "author", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        """Free text is taken, made storable (lone surrogates, NUL): see :func:`clean_text`."""
+        return clean_text(value) if isinstance(value, str) else value
+
     @field_validator("ticket")
     @classmethod
     def _key(cls, value: str) -> str:
@@ -86,9 +99,9 @@ def parse_update(body: bytes) -> MspUpdate:
             it never repeats the values sent).
     """
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadUpdate("body is not UTF-8 JSON") from None
+        data = load_json(body)
+    except BadJson as exc:
+        raise BadUpdate(str(exc) if isinstance(exc, TooDeep) else "body is not UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise BadUpdate("body must be a JSON object")
     try:

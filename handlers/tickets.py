@@ -18,13 +18,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Command, CommandReply
-from handlers.intake import TRUNCATED
 from handlers.notify import requester_row
 from handlers.ports import Actor, ThreadMessage
 from handlers.replies import secret_warning
 from handlers.rules_access import AdminAccess
+from handlers.text_input import redact_clipped
 from handlers.ticket_views import STATUS_LABEL, render_list, render_ticket, when
-from routing.redact import redact
 from storage import service, tickets
 from storage.models import Ticket, ticket_id_from_key, ticket_key
 
@@ -181,7 +180,7 @@ class Tickets:
         if isinstance(found, CommandReply):
             return found
         ticket_id, mine, note_raw = found
-        note = redact(note_raw[: self._options.max_comment_chars])
+        note = redact_clipped(note_raw, self._options.max_comment_chars)  # cleaned, redacted whole, then clipped
         now = self._clock()
         async with self._sessionmaker.begin() as session:
             ticket = await tickets.lock_ticket(session=session, ticket_id=ticket_id)
@@ -271,9 +270,7 @@ class Tickets:
         Returns:
             The answer for the author, the rows to enqueue, the comment as stored (redacted).
         """
-        if len(raw) > self._options.max_comment_chars:
-            raw = raw[: self._options.max_comment_chars] + TRUNCATED
-        red = redact(raw)
+        red = redact_clipped(raw, self._options.max_comment_chars)  # cleaned, redacted whole, then clipped
         ref, name = f"{platform}:{user_id}", _display(user_name, f"{platform}:{user_id}")
         event = await tickets.add_event(session=session, ticket_id=ticket.id, kind="comment", now=now, actor=ref,
                                         text=red.text, detail={"name": name, "redacted": list(red.kinds)})
