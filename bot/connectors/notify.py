@@ -23,7 +23,12 @@ import hashlib
 import logging
 from typing import Any
 
-from bot.connectors.teams import ReferenceLookup, TeamsConnector, reference_keys
+from bot.connectors.teams import (
+    ReferenceLookup,
+    TeamsConnector,
+    first_reference,
+    reference_keys,
+)
 from bot.page_cards import page_card, slack_message
 from handlers.ports import Connector, DeliveryResult
 
@@ -98,14 +103,9 @@ class ChatNotifyConnector:
         if self._teams is None or self._lookup is None:
             return _dead("Teams is not configured (set TEAMS_APP_ID and TEAMS_APP_PASSWORD); nobody was notified")
         keys = [user_reference_key(target)] if kind == "user" else reference_keys(target)
-        stored = None
-        try:
-            for key in keys:
-                if (stored := await self._lookup(key)) is not None:
-                    break
-        except Exception as exc:  # noqa: BLE001 - a database hiccup: try again later
-            return DeliveryResult(ok=False, retryable=True,
-                                  detail=f"conversation reference lookup failed ({type(exc).__name__})")
+        stored = await first_reference(self._lookup, keys)
+        if isinstance(stored, DeliveryResult):
+            return stored
         if stored is None:
             how = ("they must message the bot once (or have the app installed) before it can DM them"
                    if kind == "user" else "@mention the bot in that channel once")

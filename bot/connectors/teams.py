@@ -226,6 +226,19 @@ class TeamsConnector:
 ReferenceLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
+async def first_reference(lookup: ReferenceLookup, keys: Iterable[str]) -> dict[str, Any] | DeliveryResult | None:
+    """The first stored reference among ``keys``; None when none is stored; a retryable
+    :class:`DeliveryResult` when the lookup itself failed (a database hiccup: try again later)."""
+    try:
+        for key in keys:
+            if (stored := await lookup(key)) is not None:
+                return stored
+    except Exception as exc:  # noqa: BLE001 - reported as a retryable delivery failure
+        return DeliveryResult(ok=False, retryable=True,
+                              detail=f"conversation reference lookup failed ({type(exc).__name__})")
+    return None
+
+
 def reference_keys(conversation: str) -> list[str]:
     """Keys under which :class:`bot.teams.ConversationBook` stores a channel (or group chat) reference."""
     keys = [f"{kind}:{conversation}" for kind in ("channel", "chat")]
@@ -257,14 +270,9 @@ class TeamsChannelPoster:
         return f"TeamsChannelPoster(kind={self.kind!r}, channel={self._channel!r})"
 
     async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
-        stored = None
-        try:
-            for key in reference_keys(self._channel):
-                if (stored := await self._lookup(key)) is not None:
-                    break
-        except Exception as exc:  # noqa: BLE001 - a database hiccup: try again later
-            return DeliveryResult(ok=False, retryable=True,
-                                  detail=f"conversation reference lookup failed ({type(exc).__name__})")
+        stored = await first_reference(self._lookup, reference_keys(self._channel))
+        if isinstance(stored, DeliveryResult):
+            return stored
         if stored is None:
             return DeliveryResult(ok=False, retryable=True, detail=(
                 f"no conversation reference yet for Teams channel {self._channel} "
