@@ -43,6 +43,7 @@ from tests.replica_harness import (
     write_config,
 )
 from tests.replica_traffic import (
+    PAGE_TEXT,
     Event,
     count_msp,
     make_events,
@@ -278,3 +279,17 @@ async def test_a_rule_published_on_one_replica_is_used_by_the_others_within_seco
     print(f"\nnew version used by the other replicas after {followed} s (watch interval 2 s)")
     assert set(followed) == {r.name for r in others}
     assert max(followed.values()) <= 5.0
+
+
+async def test_a_page_opened_on_one_replica_is_acknowledged_and_resolved_from_the_others(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas[:3]
+    event = Event("EvONCALL000001", f"{PAGE_TEXT} (ref EvONCALL000001)", True)
+    assert await post_event(cluster.http, a.events_url, event) == 200
+    ticket = await _ticket_of(cluster, event)
+    key = f"IT-{1000 + int(ticket['id'])}"
+    acked = await _slash(cluster, b, f"ack {key}")  # incident state is shared through the database
+    assert "acknowledged" in acked.lower(), acked
+    resolved = await _slash(cluster, c, f"resolve {key}")
+    assert "resolved" in resolved.lower(), resolved
+    again = await _slash(cluster, a, f"ack {key}")
+    assert "already resolved" in again.lower(), again
