@@ -126,8 +126,13 @@ class OncallCommands:
                                 detail={"command": audit_text(args, 500), "outcome": "ok", "override": row.id,
                                         "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat()}, now=now)
         name = self._roster.person(ref).name
+        note = ""
+        if self._options.pager in ("pagerduty", "opsgenie"):
+            pager = PAGER_NAMES[self._options.pager]
+            note = (f"\n:warning: Pages go to {pager}, which decides who is woken: make the override in {pager} too. "
+                    "This one applies to the chat pager only.")
         return CommandReply(f"Override #{row.id}: {name} is on call from {when(starts_at, tz)} until "
-                            f"{when(ends_at, tz)}. `/handoff oncall clear {row.id}` cancels it.")
+                            f"{when(ends_at, tz)}. `/handoff oncall clear {row.id}` cancels it." + note)
 
     async def _clear(self, actor: Actor, args: str) -> CommandReply:
         allowed = await self._admin(actor, "oncall.clear", args)

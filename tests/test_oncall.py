@@ -128,6 +128,9 @@ async def test_pagerduty_decides_who_is_on_call(db_url: str) -> None:
     async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack, PAGERDUTY_ROUTING_KEY=ROUTING_KEY), Clock(NOW)) as core:
         shown = await _say(core, Actor("slack", "U0ANYONE"), "oncall")
         assert "PagerDuty decides who is on call" in shown.text and "Alice" not in shown.text
+        made = await _say(core, ADMIN_ACTOR, "oncall override Bob --until 2026-12-01T09:00:00+00:00")
+        assert made.text.startswith("Override #1: Bob is on call")
+        assert "make the override in PagerDuty too" in made.text  # it would not change who PagerDuty wakes
 
 
 async def test_page_actions_by_ticket_are_for_on_call_people(db_url: str) -> None:
