@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from handlers.ports import GroupDirectory, GroupLookupError
+from handlers.text_input import TRUNCATED, redact_clipped
 from routing.redact import redact
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,10 @@ def audit_text(text: str, limit: int = 1000) -> str:
     any other, so nothing secret is written to it.
     """
     clean = redact(text).text
-    return clean if len(clean) <= limit else clean[:limit] + f"… ({len(clean)} characters)"
+    if len(clean) <= limit:
+        return clean
+    clipped = redact_clipped(text, limit).text  # never cuts a placeholder in half
+    return clipped.removesuffix(TRUNCATED) + f"… ({len(clean)} characters)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from handlers.rules_help import FLAGS, LIST_KINDS, SUBCOMMANDS, USAGE, Flag
 from handlers.rules_import import MAX_IMPORT_CHARS, import_block
 from handlers.rules_tokens import CommandError, Token, slack_unescape, tokenize
-from routing.rules import ID_PATTERN, MAX_REGEX_CHARS, MAX_TERM_CHARS, MAX_TERMS_PER_LIST, compile_regex
+from routing.rules import (
+    ID_PATTERN,
+    MAX_REGEX_CHARS,
+    MAX_TERM_CHARS,
+    MAX_TERMS_PER_LIST,
+    compile_regex,
+)
 from routing.text import term_key
 
 #: The longest command text accepted (an import may be longer, see MAX_IMPORT_CHARS).
@@ -93,11 +99,11 @@ def parse(text: str) -> Parsed:
     if sub == "import":
         if len(stripped) > MAX_IMPORT_CHARS:
             raise CommandError(f"the import is {len(stripped):,} characters; the limit is {MAX_IMPORT_CHARS:,}", usage)
-        return Parsed(sub="import", yaml_text=import_block(rest, usage), raw=stripped[:200])
+        return Parsed(sub="import", yaml_text=import_block(rest, usage), raw=stripped)
     if len(stripped) > MAX_COMMAND_CHARS:
         raise CommandError(f"the command is {len(stripped):,} characters; the limit is {MAX_COMMAND_CHARS:,}", usage)
     positional, flags = _split(tokenize(rest, usage=usage), sub, usage)
-    return replace(_build(sub, positional, flags, usage), raw=stripped[:1000])
+    return replace(_build(sub, positional, flags, usage), raw=stripped)  # audit_text redacts, then clips
 
 
 def subcommand(word: str) -> str:
@@ -325,5 +331,15 @@ def _mention(value: str, sigil: str, usage: str, name: str) -> str:
     return v
 
 
-__all__ = ["CommandError", "MAX_COMMAND_CHARS", "MAX_IMPORT_CHARS", "Parsed", "RuleChange", "Token", "parse",
-           "slack_unescape", "subcommand", "tokenize"]
+__all__ = [
+    "MAX_COMMAND_CHARS",
+    "MAX_IMPORT_CHARS",
+    "CommandError",
+    "Parsed",
+    "RuleChange",
+    "Token",
+    "parse",
+    "slack_unescape",
+    "subcommand",
+    "tokenize",
+]

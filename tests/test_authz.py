@@ -12,6 +12,7 @@ handlers/oncall.py did it), and the audit log keeps what was typed only with sec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -191,3 +192,20 @@ async def test_an_admins_audited_commands_do_not_store_a_secret_either(world: Wo
     assert {"rules.add", "rules.publish", "oncall.override"} <= {e.action for e in entries}
     assert secret not in json.dumps([(e.target, e.detail) for e in entries], ensure_ascii=False)
     assert "[redacted:password]" in json.dumps([e.detail for e in entries if e.action == "rules.add"])
+
+
+async def test_a_secret_at_the_audit_clip_is_redacted_whole(world: World) -> None:
+    """The audit keeps the first 1,000 characters of a command: redaction happens before that cut."""
+    secret = "AKIAIOSFODNN7EXAMPLE"  # an AWS key id: cut in half it no longer looks like one
+    n = 0  # as many --any terms as leave 8 characters of the secret before character 1,000 of the command
+    while len(f'add long-one --route msp --any "{",".join(f"word{i:03d}" for i in range(n + 1))}" '
+              '--note "the key is ') <= 992:
+        n += 1
+    words = ",".join(f"word{i:03d}" for i in range(n))
+    command = f'rules add long-one --route msp --any "{words}" --note "the key is {secret}"'
+    start = command.index(secret) - len("rules ")
+    assert start < 1000 < start + len(secret), "the secret must straddle the clip"
+    await world.command(command, user=ADMIN)
+    details = json.dumps([e.detail for e in await world.audit() if e.action == "rules.add"], ensure_ascii=False)
+    assert "AKIAIOSF" not in details
+    assert not re.search(r"\[redacted:[a-z-]*…", details)  # the clip never cuts a placeholder in half either
