@@ -36,7 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
 from bot.slack_actions import SlackPageButtons
-from bot.slack_shape import BadRequest, check_shape
+from bot.slack_shape import BadRequest, check_shape, plain_text
 from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
 from handlers.ports import Connector, PageActions, ThreadComments, ThreadMessage
@@ -45,7 +45,6 @@ from handlers.text_input import clean_name, clean_text, valid_id
 
 log = logging.getLogger(__name__)
 
-MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 #: What slack-bolt raises while it reads a body whose shape :func:`check_shape` did not foresee.
 PARSE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
 
@@ -168,7 +167,7 @@ class SlackEdge:
         await self._intake_event(event, body)
 
     async def _intake_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        text = MENTION.sub("", clean_text(str(event.get("text") or ""))).strip()
+        text = plain_text(clean_text(str(event.get("text") or ""))).strip()
         ids = (body.get("event_id"), event.get("user"), event.get("channel"), event.get("ts"), event.get("thread_ts"))
         if not all(value is None or valid_id(value) for value in ids):  # Socket Mode skips check_shape
             log.warning("slack event with unusable ids ignored")
@@ -198,7 +197,8 @@ class SlackEdge:
                       user_name=clean_name(str(command.get("user_name") or "")),
                       channel_id=str(command.get("channel_id") or ""))
         event_id = f"command:{command.get('trigger_id') or command.get('command_ts') or ''}"
-        reply = await self.commands.dispatch(actor, clean_text(str(command.get("text") or "")), event_id=event_id,
+        text = plain_text(clean_text(str(command.get("text") or "")), keep_mentions=True)
+        reply = await self.commands.dispatch(actor, text, event_id=event_id,
                                              reply_target={"response_url": command.get("response_url")})
         if reply.intake is not None:
             self.metrics.observe_intake("slack", reply.intake)

@@ -13,6 +13,7 @@ Free text is not checked here: it is cleaned where it is used (:func:`handlers.t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -156,3 +157,30 @@ def _objects(data: dict[str, Any], key: str, where: str, *, nested: bool = False
         raise BadRequest(f"{where}{key} must be a list of objects")
     if nested and value:
         _payload(value[0], f"{where}{key}[0].", depth=3)  # bolt reads the first one like the payload
+
+#: Slack's control sequences in message text: ``<@U1|name>``, ``<#C1|general>``, ``<!here>``, ``<https://x|label>``.
+_CONTROL = re.compile(r"<([@#!]?)([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def plain_text(text: str, *, keep_mentions: bool = False) -> str:
+    """What the employee typed, from Slack's message format: user mentions removed (kept as
+    ``<@U1|name>`` with ``keep_mentions``, for commands that name a person), ``<#C1|general>`` as
+    ``#general``, ``<!here>`` as ``@here``, links as ``label (URL)``, and ``&lt;`` ``&gt;``
+    ``&amp;`` unescaped (https://api.slack.com/reference/surfaces/formatting#escaping).
+    """
+
+    def control(m: re.Match[str]) -> str:
+        sigil, target, label = m.group(1), m.group(2), m.group(3)
+        if sigil == "@":
+            return m.group(0) if keep_mentions else ""
+        if sigil == "#":
+            return "#" + (label or target)
+        if sigil == "!":
+            name = label or target.split("^", 1)[0]
+            return name if name.startswith("@") else "@" + name
+        if label and label != target and not target.startswith("mailto:"):
+            return f"{label} ({target})"  # keep where a link pointed: the MSP may need it
+        return label or target
+
+    text = _CONTROL.sub(control, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
