@@ -1,6 +1,7 @@
 """Load at a fixed rate against real ``handoff serve`` replicas: 1 and 2 on PostgreSQL, 1 on SQLite.
 
     .venv/bin/python bench/load.py [--rate 1000 [--rate 250 ...]] [--warmup 3] [--seconds 10] [--pg-url URL]
+                                   [--worker-process]
 
 Set-up, per scenario: a fresh database (a private database on ``--pg-url``, default
 ``$HANDOFF_TEST_DATABASE_URL``; or a SQLite file), N replicas (``python -m bot.cli serve``, the
@@ -17,6 +18,10 @@ delivery lag to the fake MSP (its arrival minus the ack, for the events routed t
 RSS and CPU of each replica. Targets (issue 6, this 2-core machine, which also runs the generator,
 the fakes and PostgreSQL): 1 replica >= 1,000 events/s, p99 ack <= 100 ms, delivery lag p99 <= 2 s,
 RSS <= 200 MB.
+
+``--worker-process``: each replica is a ``handoff serve --no-worker`` plus a ``handoff worker``
+process on the same database (the web + worker split of docs/deployment.md); the label says
+``+w``, and the RSS and CPU of the worker processes are printed next to the replicas'.
 """
 
 from __future__ import annotations
@@ -153,6 +158,8 @@ async def scenario(label: str, url: str, replicas: int, rate: float, args: argpa
     from tests.replica_harness import (
         Fakes,
         Replica,
+        Worker,
+        start_all,
         start_first_then_rest,
         write_config,
     )
@@ -165,13 +172,18 @@ async def scenario(label: str, url: str, replicas: int, rate: float, args: argpa
         overrides.setdefault(section, {})[name] = json.loads(value)
     config = write_config(tmp, overrides)
     async with Fakes() as fakes:
-        group = [Replica(f"{label}-{i}", config, url, fakes.env(), tmp) for i in range(replicas)]
+        serve = ("serve", "--no-worker") if args.worker_process else ("serve",)
+        web = [Replica(f"{label}-{i}", config, url, fakes.env(), tmp, command=serve) for i in range(replicas)]
+        workers = [Worker(f"{label}-w{i}", config, url, fakes.env(), tmp)
+                   for i in range(replicas if args.worker_process else 0)]
+        group: list[Replica] = [*web, *workers]
         try:
-            await start_first_then_rest(group)
+            await start_first_then_rest(web)
+            await start_all(list(workers))
             parent, child = mp.Pipe()
             proc = mp.get_context("spawn").Process(
                 target=loadgen_main, name="load generator", daemon=True,
-                args=(child, [r.events_url for r in group], "".join(c for c in label if c.isalnum()), rate, args.warmup,
+                args=(child, [r.events_url for r in web], "".join(c for c in label if c.isalnum()), rate, args.warmup,
                       args.seconds))
             proc.start()
             _, warm_ok = await _recv(parent, proc)
@@ -202,7 +214,7 @@ async def scenario(label: str, url: str, replicas: int, rate: float, args: argpa
             if m and m not in first:
                 first[m] = req.received_at
         problems = sum(line.count('"level": "error"') for line in (r.log_text() for r in group))
-        res.update(label=label, replicas=replicas, rss=rss, replica_cpu=cpu, warm_ok=warm_ok, log_errors=problems,
+        res.update(label=label, replicas=replicas, worker_process=bool(args.worker_process), rss=rss, replica_cpu=cpu, warm_ok=warm_ok, log_errors=problems,
                    lag=[first[e] - a for e, a, s in zip(res["ids"], res["acked_at"], res["status"])
                         if s == 200 and e in first], msp_requests=len(fakes.msp.requests))
         return res
@@ -217,7 +229,8 @@ def report(r: dict[str, Any]) -> list[tuple[str, bool]]:
         codes[s] = codes.get(s, 0) + 1
     p99, lag99 = percentile(lat, 99), percentile(lag, 99)
     rss = max(r["rss"].values())
-    print(f"\n== {r['label']}: {r['replicas']} replica(s); offered {len(r['status'])} events in {r['window']:.1f} s "
+    split = " (each serve --no-worker + a worker process)" if r.get("worker_process") else ""
+    print(f"\n== {r['label']}: {r['replicas']} replica(s){split}; offered {len(r['status'])} events in {r['window']:.1f} s "
           f"(all started within {r['sent_in']:.1f} s, generator start lateness p99 {percentile(late, 99) * 1e3:.1f} ms, "
           f"answers {codes}; last answer after {r['elapsed']:.1f} s)")
     print(f"   accepted {rate:,.0f} events/s ({len(ok):,} answered 200 within {max(r['window'], r['elapsed']):.1f} s); "
@@ -245,11 +258,13 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before the run; offered rates "
           f"{', '.join(f'{x:,.0f}' for x in args.rate)} events/s, warm-up {args.warmup:g} s, measured "
           f"{args.seconds:g} s per scenario; "
-          f"settings: shipped app.yaml{''.join(' + ' + s for s in args.set or [])}")
+          f"settings: shipped app.yaml{''.join(' + ' + s for s in args.set or [])}"
+          f"{'; each replica = serve --no-worker + a worker process' if args.worker_process else ''}")
     results: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="handoff-load-") as tmp_dir:
         tmp = Path(tmp_dir)
-        plan = [(f"{name}@{rate:g}", n, rate) for rate in args.rate
+        split = "+w" if args.worker_process else ""
+        plan = [(f"{name}{split}@{rate:g}", n, rate) for rate in args.rate
                 for name, n in ([("pg-1", 1), ("pg-2", 2)] if pg else []) + [("sqlite-1", 1)]]
         if not pg:
             print("PostgreSQL scenarios skipped: give --pg-url or set HANDOFF_TEST_DATABASE_URL")
@@ -281,6 +296,8 @@ def main() -> int:
     parser.add_argument("--json", help="also write the raw figures to FILE.<scenario>.json")
     parser.add_argument("--set", action="append", metavar="SECTION.KEY=JSON",
                         help="override an app.yaml setting of the replicas, e.g. --set delivery.batch=100")
+    parser.add_argument("--worker-process", action="store_true",
+                        help="run each replica as `serve --no-worker` plus a `handoff worker` process")
     args = parser.parse_args()
     args.rate = args.rate or [TARGET_RATE]
     return asyncio.run(main_async(args))

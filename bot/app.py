@@ -241,14 +241,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                  else "not configured (set TEAMS_APP_ID and TEAMS_APP_PASSWORD)")
         stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(core.worker.run(stop), name="outbox-worker"),
             asyncio.create_task(core.rules.watch(stop, interval=settings.rules_admin.watch_interval_seconds),
                                 name="rules-watch"),
             asyncio.create_task(Housekeeper(
                 sessionmaker=core.sessionmaker, clock=app[CLOCK],
                 retention=timedelta(days=settings.database.inbound_retention_days)).run(stop), name="housekeeping"),
         ]
-        app[READY]["worker"] = tasks[0]
+        if settings.delivery.worker == "in-process":
+            tasks.append(asyncio.create_task(core.worker.run(stop), name="outbox-worker"))
+            app[READY]["worker"] = tasks[-1]
+        else:  # a `handoff worker` process delivers; this one only writes the rows
+            app[READY]["worker"] = "separate"
+            log.info("outbox worker: separate (delivery.worker: separate / --no-worker): run `handoff worker`")
         try:
             yield
         finally:
@@ -271,8 +275,16 @@ def _banner(settings: Settings, core: Core, *, slack_ready: bool, socket_mode: b
 
     log.info("Slack: %s", ("Socket Mode" if socket_mode else "POST /slack/events") if slack_ready
              else "not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN); try `handoff chat`")
-    log.info("MSP: %s; PagerDuty: %s", where(bool(settings.msp.url), "HANDOFF_MSP_URL"),
-             where(settings.pagerduty.routing_key is not None, "PAGERDUTY_ROUTING_KEY"))
+    log.info("MSP: %s", where(bool(settings.msp.url), "HANDOFF_MSP_URL"))
+    pager = settings.pager
+    if pager == "chat":
+        people = len(settings.oncall.rotation.people)
+        log.info("Pager: in chat (%s%s); for PagerDuty set PAGERDUTY_ROUTING_KEY, for Opsgenie OPSGENIE_API_KEY",
+                 f"{people} people in the rotation" if people
+                 else "nobody in the rotation (oncall.rotation): pages go to the in-house channel and the admins",
+                 ", on-call channel set" if settings.oncall.slack_channel or settings.oncall.teams_channel else "")
+    else:
+        log.info("Pager: %s (connected; it decides who is on call)", "PagerDuty" if pager == "pagerduty" else "Opsgenie")
 
 
 @web.middleware
@@ -332,8 +344,11 @@ async def readyz(request: web.Request) -> web.Response:
         stats = {}
         checks["database"] = f"unavailable ({type(exc).__name__})"
     task = request.app[READY].get("worker")
-    checks["worker"] = "ok" if task is not None and not task.done() else "stopped"
-    ok = all(v == "ok" for v in checks.values())
+    if task == "separate":  # delivered by `handoff worker` processes; not this process's to check
+        checks["worker"] = "separate"
+    else:
+        checks["worker"] = "ok" if isinstance(task, asyncio.Task) and not task.done() else "stopped"
+    ok = all(v in ("ok", "separate") for v in checks.values())
     return web.json_response({"ok": ok, "checks": checks, "outbox": stats}, status=200 if ok else 503)
 
 

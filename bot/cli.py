@@ -1,4 +1,4 @@
-"""The ``handoff`` command: serve, chat, classify, outbox, db.
+"""The ``handoff`` command: serve, worker, chat, classify, outbox, db.
 
 Every subcommand loads the same settings (``app.yaml`` + environment) and, where it needs them, the
 same core (database, rules, intake, outbox worker) as the server, so what a newcomer sees in the
@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -36,7 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="json: one object per line with a request id (default when stderr is not a terminal)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", help="run the HTTP server (Slack events, health, metrics) and the outbox worker")
+    p = sub.add_parser("serve", help="run the HTTP server (Slack events, health, metrics) and the outbox worker")
+    p.add_argument("--no-worker", action="store_true",
+                   help="do not run the outbox worker here (delivery.worker: separate); run `handoff worker` instead")
+    sub.add_parser("worker", help="run only the outbox worker (deliveries, escalations, SLA checks), no HTTP; "
+                                  "pair it with `serve --no-worker`")
     sub.add_parser("chat", help="talk to the bot in the terminal as an employee")
 
     p = sub.add_parser("classify", help="show where a message would go and why")
@@ -57,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("action", choices=["upgrade"])
 
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level if args.command == "serve" else "WARNING", args.log_format)
+    _setup_logging(args.log_level if args.command in ("serve", "worker") else "WARNING", args.log_format)
     try:
         settings = load_settings(path=args.config)
     except ConfigError as exc:
@@ -65,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
+            if args.no_worker:
+                settings = settings.model_copy(
+                    update={"delivery": settings.delivery.model_copy(update={"worker": "separate"})})
             return _serve(settings)
+        if args.command == "worker":
+            return asyncio.run(_worker(settings))
         if args.command == "classify":
             return asyncio.run(_classify(settings, args, sys.stdin, sys.stdout))
         if args.command == "chat":
@@ -104,6 +114,29 @@ def _serve(settings: Settings) -> int:
 
     app.on_startup.append(gc_after_startup)
     web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    """``handoff worker``: the outbox worker of ``serve`` in a process of its own, until SIGTERM/SIGINT.
+
+    Nothing in this process commits rows, so nothing wakes the worker: it polls every
+    ``delivery.separate_poll_interval_seconds`` while idle (a busy worker claims batch after batch).
+    """
+    from bot.app import open_core, tune_gc, utcnow
+
+    d = settings.delivery
+    settings = settings.model_copy(update={"delivery": d.model_copy(
+        update={"poll_interval_seconds": d.separate_poll_interval_seconds})})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("handoff worker (database %s, poll %gs)", _safe_url(settings.database_url),
+             settings.delivery.poll_interval_seconds)
+    async with open_core(settings, clock=utcnow) as core:
+        tune_gc()
+        await core.worker.run(stop)
     return 0
 
 

@@ -156,6 +156,11 @@ class DeliveryConfig(_Section):
     batch: int = Field(default=20, ge=1, le=500)
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    #: ``in-process``: ``handoff serve`` runs the outbox worker; ``separate``: it does not, and a
+    #: ``handoff worker`` process (same database) delivers instead (``serve --no-worker`` says the same).
+    worker: Literal["in-process", "separate"] = "in-process"
+    #: How often ``handoff worker`` polls for due rows when idle: no intake in its process wakes it.
+    separate_poll_interval_seconds: float = Field(default=0.1, gt=0, le=60)
 
 
 class DatabaseConfig(_Section):

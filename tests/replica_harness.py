@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -157,6 +158,8 @@ class Replica:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: The CLI's arguments after ``bot.cli``: ``("serve", "--no-worker")`` leaves delivery to a :class:`Worker`.
+    command: tuple[str, ...] = ("serve",)
 
     @property
     def url(self) -> str:
@@ -183,7 +186,7 @@ class Replica:
         self.starts += 1
         log = self.log_path.open("ab")
         log.write(f"--- start {self.starts} ---\n".encode())
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=REPO, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", *self.command], cwd=REPO, env=env,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -241,6 +244,24 @@ class Replica:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+@dataclass
+class Worker(Replica):
+    """One ``handoff worker`` process (the outbox worker alone, no HTTP): ready once it logs that it started."""
+
+    command: tuple[str, ...] = ("worker",)
+
+    async def wait_ready(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        mark = f"--- start {self.starts} ---"
+        while time.monotonic() - started < timeout:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc and self.proc.returncode}):\n{self.tail()}")
+            if re.search(r"outbox worker \S+ started", self.log_text().rpartition(mark)[2]):
+                return time.monotonic() - started
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.name} not started within {timeout:g} s:\n{self.tail()}")
 
 
 async def start_all(group: list[Replica], timeout: float = 90.0) -> list[float]:
