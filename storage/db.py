@@ -7,12 +7,15 @@ Nothing here touches the network or the file system until a function is called.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -157,8 +160,30 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
 def _upgrade_now(url: str, revision: str) -> None:
     from alembic import command
 
-    with _MIGRATE_LOCK:
+    with _MIGRATE_LOCK, _sqlite_file_lock(url):
         command.upgrade(alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """Processes migrating one SQLite file take turns on a lock file beside it.
+
+    SQLite's own locks already make the upgrade atomic, but a process that connects while another
+    holds the file for a long upgrade can fail its first statements ("database is locked") before
+    any busy timeout applies; an ``flock`` makes the second process simply wait. SQLite lives on one
+    host, so a host-local lock is enough. PostgreSQL uses an advisory lock instead (``env.py``).
+    """
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
