@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from handlers.ports import GroupDirectory, GroupLookupError
-from handlers.text_input import TRUNCATED, redact_clipped
+from handlers.text_input import clip_point
 from routing.redact import redact
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,7 @@ def audit_text(text: str, limit: int = 1000) -> str:
     clean = redact(text).text
     if len(clean) <= limit:
         return clean
-    clipped = redact_clipped(text, limit).text  # never cuts a placeholder in half
-    return clipped.removesuffix(TRUNCATED) + f"… ({len(clean)} characters)"
+    return clean[:clip_point(clean, limit)] + f"… ({len(clean)} characters)"  # never half a placeholder
 
 
 @dataclass(frozen=True, slots=True)

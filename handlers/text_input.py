@@ -107,8 +107,13 @@ def redact_clipped(text: str, limit: int) -> Redaction:
     red = redact(clean_text(text))
     if len(red.text) <= limit:
         return red
+    return Redaction(red.text[:clip_point(red.text, limit)] + TRUNCATED, red.kinds, red.count)
+
+
+def clip_point(redacted: str, limit: int) -> int:
+    """Where to cut an already redacted text at ``limit``: before a placeholder the cut would split."""
     cut = limit
-    for m in _PLACEHOLDER.finditer(red.text, max(0, limit - _LONGEST_PLACEHOLDER), limit + _LONGEST_PLACEHOLDER):
+    for m in _PLACEHOLDER.finditer(redacted, max(0, limit - _LONGEST_PLACEHOLDER), limit + _LONGEST_PLACEHOLDER):
         if m.start() < limit < m.end():
             cut = m.start()
-    return Redaction(red.text[:cut] + TRUNCATED, red.kinds, red.count)
+    return cut
