@@ -22,16 +22,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Actor, Command, CommandReply
-from handlers.rules_access import AdminAccess, audit_text
-from handlers.rules_edit import add_rule, diff, edit_rule, move_rule, remove_rule, set_enabled
-from handlers.rules_grammar import CommandError, Parsed, parse, slack_unescape, subcommand
+from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
+from handlers.rules_edit import (
+    add_rule,
+    diff,
+    edit_rule,
+    move_rule,
+    remove_rule,
+    set_enabled,
+)
+from handlers.rules_grammar import (
+    CommandError,
+    Parsed,
+    parse,
+    slack_unescape,
+    subcommand,
+)
 from handlers.rules_help import EXAMPLES, ORDER, PUBLIC, USAGE
 from handlers.rules_import import load_import, normalise
 from handlers.rules_lint import LintReport, lint, render_findings
 from handlers.rules_render import error_reply, escape, replay_sections, reply
 from handlers.rules_replay import ReplayReport, decisive_changes, replay
 from handlers.rules_state import ActiveRules
-from handlers.rules_views import RulesViews, Result, live_ruleset, owner_of
+from handlers.rules_views import Result, RulesViews, live_ruleset, owner_of
 from routing.rules import content_hash
 from storage import rules_admin, service
 from storage.models import RulesetVersion
@@ -78,10 +91,10 @@ class RulesAdmin(RulesViews):
             return error_reply(exc)
         admin_only = sub not in PUBLIC
         if admin_only:
-            decision = await self._access.check(actor.platform, actor.user_id)
+            decision = await admin_or_audited_refusal(
+                self._access, actor=actor, action=f"rules.{sub}", command=text, sessionmaker=self._sessionmaker,
+                clock=self._clock, who=_who(actor), limit=1000)
             if not decision.allowed:
-                await self._audit(actor, sub, "", allowed=False,
-                                  detail={"command": audit_text(text), "outcome": "refused", "reason": decision.reason})
                 return reply(f":no_entry: Only rule admins may `rules {sub}`. "
                              f"{self._access.how_to_become(actor.platform)} Anyone may `rules list`, `rules show`, "
                              "`rules test` and `rules history`.")

@@ -21,7 +21,7 @@ from handlers.incidents import IncidentActions, when
 from handlers.oncall_time import EXAMPLES, parse_when
 from handlers.paging import PAGER_NAMES, PagingOptions, Roster, describe_person, ref_of
 from handlers.paging_group import describe_key
-from handlers.rules_access import AdminAccess, audit_text
+from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
 from routing.oncall import find_person
 from storage import incidents as store
 from storage import service
@@ -233,11 +233,10 @@ class OncallCommands:
                                                                "admin"})
 
     async def _admin(self, actor: Actor, action: str, args: str) -> CommandReply | None:
-        decision = await self._access.check(actor.platform, actor.user_id)
+        decision = await admin_or_audited_refusal(self._access, actor=actor, action=action, command=args,
+                                                  sessionmaker=self._sessionmaker, clock=self._clock)
         if decision.allowed:
             return None
-        await self._audit(actor, action, "", False, {"command": audit_text(args, 500), "outcome": "refused",
-                                                     "reason": decision.reason})
         return CommandReply(f":no_entry: Only admins may `{action.replace('.', ' ')}`. "
                             f"{self._access.how_to_become(actor.platform)}")
 

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Command, CommandReply
 from handlers.ports import Actor
-from handlers.rules_access import AdminAccess, audit_text
-from storage import service
+from handlers.rules_access import AdminAccess, admin_or_audited_refusal
 from storage.ticket_report import ReportFigures, report_figures
 
 DEFAULT_DAYS = 30
@@ -132,14 +131,10 @@ class Report:
                        self.handle, ("report", "report --days 7"))
 
     async def handle(self, actor: Actor, args: str) -> CommandReply:
-        decision = await self._access.check(actor.platform, actor.user_id) if self._access is not None else None
-        if decision is None or not decision.allowed:
+        decision = await admin_or_audited_refusal(self._access, actor=actor, action="report", command=args,
+                                                  sessionmaker=self._sessionmaker, clock=self._clock)
+        if not decision.allowed:
             how = self._access.how_to_become(actor.platform) if self._access is not None else ""
-            async with self._sessionmaker.begin() as session:
-                await service.audit(session=session, actor=actor.ref[:255], action="report", target="", allowed=False,
-                                    detail={"command": audit_text(args, 500), "outcome": "refused",
-                                            "reason": decision.reason if decision else "no admin access configured"},
-                                    now=self._clock())
             return CommandReply(f":no_entry: Only admins may see the report. {how}".strip())
         try:
             days = parse_days(args)

@@ -8,12 +8,16 @@ What a user typed reaches the audit log only through :func:`audit_text` (secrets
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from handlers.ports import GroupDirectory, GroupLookupError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.ports import Actor, GroupDirectory, GroupLookupError
 from handlers.text_input import clip_point
 from routing.redact import redact
+from storage import service
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +102,26 @@ class AdminAccess:
         extra = f" or a member of {', '.join(groups)}" if groups else ""
         return (f"Rule admins are the {platform} users listed under `admins.{platform}` in app.yaml or in "
                 f"HANDOFF_ADMINS{extra}.")
+
+
+async def admin_or_audited_refusal(
+    access: AdminAccess | None, *, actor: Actor, action: str, command: str,
+    sessionmaker: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
+    who: str | None = None, limit: int = 500,
+) -> AccessDecision:
+    """Whether ``actor`` may run an admin command; a refusal is audited before it is answered.
+
+    Every admin command refuses the same way: an audit entry (``allowed=False``, what was typed,
+    redacted and clipped to ``limit``, and why) in its own transaction. ``who`` is the actor as the
+    caller's other audit entries name it (default ``platform:user id``). No access configured:
+    refused.
+    """
+    decision = (await access.check(actor.platform, actor.user_id) if access is not None
+                else AccessDecision(False, "no admin access configured"))
+    if not decision.allowed:
+        async with sessionmaker.begin() as session:
+            await service.audit(session=session, actor=(who or actor.ref)[:255], action=action, target="",
+                                allowed=False, now=clock(),
+                                detail={"command": audit_text(command, limit), "outcome": "refused",
+                                        "reason": decision.reason})
+    return decision
