@@ -23,21 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Actor, Command, CommandReply
 from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
-from handlers.rules_edit import (
-    add_rule,
-    diff,
-    edit_rule,
-    move_rule,
-    remove_rule,
-    set_enabled,
-)
-from handlers.rules_grammar import (
-    CommandError,
-    Parsed,
-    parse,
-    slack_unescape,
-    subcommand,
-)
+from handlers.rules_edit import add_rule, diff, edit_rule, move_rule, remove_rule, set_enabled
+from handlers.rules_grammar import CommandError, Parsed, parse, slack_unescape, subcommand
 from handlers.rules_help import EXAMPLES, ORDER, PUBLIC, USAGE
 from handlers.rules_import import load_import, normalise
 from handlers.rules_lint import LintReport, lint, render_findings
