@@ -17,6 +17,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from handlers.rules_tokens import slack_unescape
 from handlers.text_input import MAX_JSON_DEPTH, BadJson, load_json, valid_id
 
 #: Objects bolt's helpers look into, at the top of a payload and inside ``event`` (recursively).
@@ -182,5 +183,4 @@ def plain_text(text: str, *, keep_mentions: bool = False) -> str:
             return f"{label} ({target})"  # keep where a link pointed: the MSP may need it
         return label or target
 
-    text = _CONTROL.sub(control, text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return slack_unescape(_CONTROL.sub(control, text))

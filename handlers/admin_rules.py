@@ -23,8 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Actor, Command, CommandReply
 from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
-from handlers.rules_edit import add_rule, diff, edit_rule, move_rule, remove_rule, set_enabled
-from handlers.rules_grammar import CommandError, Parsed, parse, slack_unescape, subcommand
+from handlers.rules_edit import (
+    add_rule,
+    diff,
+    edit_rule,
+    move_rule,
+    remove_rule,
+    set_enabled,
+)
+from handlers.rules_grammar import CommandError, Parsed, parse, subcommand
 from handlers.rules_help import EXAMPLES, ORDER, PUBLIC, USAGE
 from handlers.rules_import import load_import, normalise
 from handlers.rules_lint import LintReport, lint, render_findings
@@ -69,8 +76,8 @@ class RulesAdmin(RulesViews):
 
     # -- dispatch ---------------------------------------------------------------------------------
 
-    async def handle(self, actor: Actor, args: str) -> CommandReply:
-        text = slack_unescape(args) if actor.platform == "slack" else args
+    async def handle(self, actor: Actor, text: str) -> CommandReply:
+        """``text`` as typed: Slack's escaping is undone once, at the edge (bot.slack_shape.plain_text)."""
         words = text.split(maxsplit=1)
         try:
             sub = subcommand(words[0] if words else "")

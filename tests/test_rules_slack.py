@@ -181,6 +181,13 @@ async def test_slack_escaping_and_help(world: World) -> None:
     assert draft is not None
     rule = next(r for r in draft.content["rules"] if r["id"] == "disk-alert")
     assert rule["when"] == {"none": ["&co"], "regex": ["disk (usage|use) > 9\\d%"]}
+    # unescaped exactly once: "&amp;" typed literally arrives as "&amp;amp;" and is stored as typed
+    literal = await world.a.slash('rules add entity-typed --route msp --any "r&amp;amp;d"')
+    assert "Draft: added `entity-typed`" in literal["text"], literal["text"]
+    async with world.a.core.sessionmaker() as session:
+        draft = await rules_admin.get_draft(session=session, owner=f"slack:{ADMIN}")
+    assert draft is not None
+    assert next(r for r in draft.content["rules"] if r["id"] == "entity-typed")["when"] == {"any": ["r&amp;d"]}
     shown = await world.a.slash("rules show disk-alert --draft")
     assert "&gt; 9" in shown["text"] and "> 9" not in shown["text"], "shown escaped, as Slack needs"
     helped = await world.a.slash("help rules", user="U0EMPLOYEE")
