@@ -5,6 +5,11 @@ so that requests already on their way join the same transaction; callers that ar
 transaction is running queue up and go together in the next one. Under load this
 turns N transactions into N / batch, which is what lets one SQLite file keep up with Slack's
 bursts, and saves round trips on PostgreSQL too.
+
+``concurrency`` transactions may be in flight at once (default 1). SQLite has one writer whatever
+we do, so more would only queue on its lock; PostgreSQL runs them side by side, and with one at a
+time the throughput of a replica was capped by the latency of one transaction (each batch waited
+for the previous commit: at 700 events/s offered, the median ack was 90 ms with the CPU not busy).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class GroupCommitter(Generic[T, R]):
-    """Runs ``write(items) -> results`` for batches of submitted items, one batch at a time.
+    """Runs ``write(items) -> results`` for batches of submitted items, ``concurrency`` batches at a time.
 
     ``write`` must return one result per item, in order. If it raises, a batch of one fails with
     that error; a larger batch is retried item by item, so one bad item cannot fail its
@@ -29,29 +34,52 @@ class GroupCommitter(Generic[T, R]):
     """
 
     def __init__(
-        self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 64, linger: float = 0.0
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 64,
+        linger: float = 0.0,
+        concurrency: int = 1,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
         self._linger = linger
+        self._concurrency = max(1, concurrency)
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+        self._collecting = 0  # writers starting or lingering: collecting a batch rather than writing one
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="group-commit")
+        # A new writer only when every running one is busy with its transaction: a writer that is
+        # still collecting takes this item too. (A writer whose loop has ended is done() at once;
+        # its done-callback, which forgets it, runs a little later.)
+        if not self._collecting and sum(not w.done() for w in self._writers) < self._concurrency:
+            self._collecting += 1
+            task = asyncio.create_task(self._drain(), name="group-commit")
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
         return await asyncio.shield(future)
 
     async def _drain(self) -> None:
-        while self._queue:
-            if self._linger and len(self._queue) < self._max_batch:
-                # Let requests already being parsed join: without this, the first arrival of a
-                # burst commits alone and everyone behind it waits a whole transaction for it.
-                await asyncio.sleep(self._linger)
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            await self._run(batch)
+        """Write batches until the queue is empty (the creator counted this writer as collecting)."""
+        try:
+            while self._queue:
+                if self._linger and len(self._queue) < self._max_batch:
+                    # Let requests already being parsed join: without this, the first arrival of a
+                    # burst commits alone and everyone behind it waits a whole transaction for it.
+                    await asyncio.sleep(self._linger)
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                if not batch:  # another writer took them while this one lingered
+                    continue
+                self._collecting -= 1
+                try:
+                    await self._run(batch)
+                finally:
+                    self._collecting += 1
+        finally:
+            self._collecting -= 1
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -125,8 +125,10 @@ class Intake:
         storm: StormControl | None = None,
         max_batch: int = 64,
         linger: float = 0.002,
+        writers: int = 1,
     ) -> None:
-        """``storm`` opens or joins incidents for page decisions; the default pages through PagerDuty."""
+        """``storm`` opens or joins incidents for page decisions; the default pages through PagerDuty.
+        ``writers``: group-commit transactions in flight at once (1 on SQLite, which has one writer)."""
         self._sessionmaker = sessionmaker
         self._rules = rules
         self._clock = clock
@@ -135,7 +137,7 @@ class Intake:
         self._storm = storm or StormControl(options=PagingOptions(
             pager="pagerduty", pager_source=options.pager_source, internal_channel=options.internal_channel))
         self._committer: GroupCommitter[_Prepared, IntakeResult] = GroupCommitter(
-            self._write, max_batch=max_batch, linger=linger
+            self._write, max_batch=max_batch, linger=linger, concurrency=writers
         )
 
     async def handle(self, inbound: Inbound) -> IntakeResult:
