@@ -61,8 +61,18 @@ def default_sqlite_url(config_path: Path) -> str:
     return f"sqlite+aiosqlite:///{db_file}"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+#: Execution option of engines made with ``bookkeeping=True`` (see :func:`make_engine`).
+BOOKKEEPING = "handoff_bookkeeping"
+
+
+def make_engine(url: str, *, pool_size: int = 10, bookkeeping: bool = False) -> AsyncEngine:
     """Create the async engine for ``url`` (normalised first).
+
+    ``bookkeeping=True`` (PostgreSQL only; on SQLite it changes nothing): an engine for the outbox
+    worker's own records (claims, delivered marks, retries), whose connections commit without
+    waiting for the WAL flush (``synchronous_commit=off``, set once per connection rather than by a
+    statement in every transaction). Never for writes an acknowledgement depends on; see
+    :func:`storage.outbox.relax_durability` for why losing such a record is harmless.
 
     SQLite connections get WAL, a busy timeout and foreign keys, and every transaction starts with
     ``BEGIN IMMEDIATE`` so that it holds the write lock from its first statement: concurrent
@@ -78,6 +88,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         _configure_sqlite(engine)
         return engine
+    if bookkeeping:
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
+            connect_args={"server_settings": {"synchronous_commit": "off"}},
+            execution_options={BOOKKEEPING: True},
+        )
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
     )

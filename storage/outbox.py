@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import exists, func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from storage.db import BOOKKEEPING
 from storage.models import OUTBOX_STATUSES, OutboxRow
 
 
@@ -50,12 +51,26 @@ async def relax_durability(*, session: AsyncSession) -> None:
     acknowledgement depends on the commit (intake, page actions, callbacks): those stay durable.
     On a 2-core VM a flushed commit costs several milliseconds; the worker commits twice per batch.
     """
-    if (await session.connection()).dialect.name == "postgresql":
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql" and not _bookkeeping(conn):
         await session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
+def _bookkeeping(conn: AsyncConnection) -> bool:
+    """True on a connection of an engine made with ``make_engine(bookkeeping=True)``: relaxed already."""
+    return bool(conn.sync_connection is not None and conn.sync_connection.get_execution_options().get(BOOKKEEPING))
+
+
+# The claim's plan, whatever the statistics say: walk ix_outbox_pending_due in order and stop at the
+# limit. A custom plan per call (the cached generic plan cannot see ``now`` or ``limit``), and no
+# bitmap scan or sort: when the backlog grows faster than autovacuum's ANALYZE notices (a burst on a
+# young table), the planner expected 4 due rows, chose a bitmap scan and sorted all 3,400 of them,
+# 150-480 ms per claim (auto_explain, bench/load.py at 700/s), where the index walk takes < 1 ms.
+# Plus no WAL-flush wait at commit (see relax_durability). All local to the claim's transaction.
 _CLAIM_SETTINGS = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('synchronous_commit', 'off', true)"
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('enable_bitmapscan', 'off', true), "
+    "set_config('enable_sort', 'off', true), set_config('enable_incremental_sort', 'off', true), "
+    "set_config('synchronous_commit', 'off', true)"
 )
 
 
@@ -74,11 +89,15 @@ class ClaimedRow(NamedTuple):
 
 _T = cast(Table, OutboxRow.__table__)
 _OLDER = _T.alias("older")
-_BLOCKED = exists().where(
-    _OLDER.c.ticket_id == _T.c.ticket_id,
-    _OLDER.c.kind == _T.c.kind,
-    _OLDER.c.status == "pending",
-    _OLDER.c.id < _T.c.id,
+# Per-ticket order: a row goes only when it is the oldest pending row of its ticket and kind. Written
+# as a correlated scalar subquery (looked up per candidate in ix_outbox_ticket_id_kind_status), not
+# NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join, which on stale statistics it ran as a
+# nested loop over every pending row (9 million comparisons, 740 ms, for one claim).
+_UNBLOCKED = or_(
+    _T.c.ticket_id.is_(None),
+    _T.c.id == select(func.min(_OLDER.c.id)).where(
+        _OLDER.c.ticket_id == _T.c.ticket_id, _OLDER.c.kind == _T.c.kind, _OLDER.c.status == "pending",
+    ).scalar_subquery(),
 )
 
 
@@ -88,6 +107,12 @@ def _due(now: datetime) -> list[Any]:
         _T.c.next_attempt_at <= now,
         or_(_T.c.locked_until.is_(None), _T.c.locked_until < now),
     ]
+
+
+def claim_query(now: datetime, limit: int, dialect: str) -> Any:
+    """The ids :func:`claim_due` leases: due, unblocked, in the order of ``ix_outbox_pending_due``."""
+    query = select(_T.c.id).where(*_due(now), _UNBLOCKED).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
+    return query.with_for_update(skip_locked=True, of=_T) if dialect == "postgresql" else query
 
 
 async def claim_due(
@@ -105,13 +130,9 @@ async def claim_due(
     (ordering by id let PostgreSQL's estimate pick a sort of every due row: 8 ms at 20,000 rows).
     """
     conn = await session.connection()  # Core statements: skip the ORM execution path
-    query = select(_T.c.id).where(*_due(now), ~_BLOCKED).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
+    query = claim_query(now, limit, conn.dialect.name)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=_T)
-        # A custom plan per call: the cached generic plan cannot see ``now`` or ``limit`` and sorts
-        # every due row (10 ms at 20,000 rows, measured) where the custom plan walks the index (<1 ms).
-        # And no WAL flush wait at commit (see relax_durability).
-        await conn.execute(_CLAIM_SETTINGS)
+        await conn.execute(_CLAIM_SETTINGS)  # the plan that walks the index (see above)
     ids = list((await conn.execute(query)).scalars().all())
     if not ids:
         return []
