@@ -154,6 +154,9 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
     url = settings.database_url
     await db.upgrade(url)
     engine = db.make_engine(url, pool_size=settings.database.pool_size)
+    # The worker's own records (claims, delivered marks) on connections that skip the WAL-flush wait;
+    # on SQLite one engine serves all (one writer at a time either way).
+    books = engine if engine.dialect.name == "sqlite" else db.make_engine(url, pool_size=4, bookkeeping=True)
     try:
         sessionmaker = db.make_sessionmaker(engine)
         rules = ActiveRules(sessionmaker=sessionmaker, clock=clock)
@@ -164,7 +167,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
             escalation = Escalation(sessionmaker=sessionmaker, roster=paging_setup.roster(settings), options=paging,
                                     clock=clock, on_commit=lambda: worker.wake())
             worker = OutboxWorker(
-                sessionmaker=sessionmaker,
+                sessionmaker=db.make_sessionmaker(books),
                 connectors={**build_connectors(settings, http, sessionmaker=sessionmaker),
                             SLA_KIND: SlaWatchdog(sessionmaker=sessionmaker, clock=clock, options=SlaOptions(
                                 first_response_hours=settings.sla.msp_first_response_hours)),
@@ -175,6 +178,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                 batch=d.batch,
                 lease_seconds=d.lease_seconds,
                 poll_interval=d.poll_interval_seconds,
+                concurrency=d.concurrency,
                 metrics=metrics,
             )
             intake = Intake(
@@ -187,6 +191,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                     sla_first_response=paging_setup.sla_first_response(settings),
                 ),
                 storm=StormControl(options=paging, escalation=escalation),
+                writers=_intake_writers(settings, engine.dialect.name),
             )
             commands = CommandRouter(intake=intake)
             access = _admin_access(settings, http)
@@ -207,6 +212,16 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                        page_actions=page_actions)
     finally:
         await engine.dispose()
+        if books is not engine:
+            await books.dispose()
+
+
+def _intake_writers(settings: Settings, dialect: str) -> int:
+    """Intake transactions in flight at once: as configured, else 1 on SQLite and 4 on PostgreSQL."""
+    configured = settings.database.intake_writers
+    if configured is not None:
+        return min(configured, settings.database.pool_size)
+    return 1 if dialect == "sqlite" else min(4, settings.database.pool_size)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

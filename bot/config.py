@@ -156,6 +156,8 @@ class DeliveryConfig(_Section):
     batch: int = Field(default=20, ge=1, le=500)
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    #: Deliveries in flight at once per worker (rows of one ticket still go one by one).
+    concurrency: int = Field(default=32, ge=1, le=500)
     #: ``in-process``: ``handoff serve`` runs the outbox worker; ``separate``: it does not, and a
     #: ``handoff worker`` process (same database) delivers instead (``serve --no-worker`` says the same).
     worker: Literal["in-process", "separate"] = "in-process"
@@ -166,6 +168,9 @@ class DeliveryConfig(_Section):
 class DatabaseConfig(_Section):
     url: str | None = None
     pool_size: int = Field(default=10, ge=1, le=200)
+    #: Intake transactions in flight at once (group commit). None: 1 on SQLite (one writer at a
+    #: time anyway), 4 on PostgreSQL. Each holds a pooled connection while it runs.
+    intake_writers: int | None = Field(default=None, ge=1, le=64)
     #: Inbound event ids (platform retry dedupe) are forgotten after this many days.
     inbound_retention_days: float = Field(default=7.0, ge=1, le=365)
 

@@ -9,6 +9,7 @@ transaction. Payloads may hold user text: they are never logged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -141,6 +142,8 @@ class OutboxWorker:
         self._on_dead = on_dead
         self._metrics: OutboxMetrics = metrics or NullMetrics()
         self._concurrency = max(1, concurrency)
+        # Claim again once this many slots are free (one claim per freed slot cost more than the rows).
+        self._refill = max(1, min(batch, self._concurrency) // 2)
         self._timeout = deliver_timeout if deliver_timeout is not None else 0.8 * lease_seconds
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -164,23 +167,57 @@ class OutboxWorker:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; never raises for a failed cycle (it is logged)."""
+        """Deliver until ``stop`` is set; never raises for a failed cycle (it is logged).
+
+        Claims are pipelined: up to ``concurrency`` rows are in flight at once, and free slots are
+        refilled as rows finish, without waiting for the slowest row of a batch. (Claiming a batch
+        and delivering all of it before the next claim capped a replica at a few hundred rows per
+        second, whatever the CPU: each batch waited for its slowest call and two commits.) On stop,
+        rows in flight finish and their outcomes are recorded.
+        """
         log.info("outbox worker %s started", self.worker_id)
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                handled = await self.run_once()
-            except Exception:
-                log.exception("outbox worker %s: cycle failed", self.worker_id)
-                handled = 0
-            if handled:
-                await asyncio.sleep(0)  # there may be more due, or the next row of a ticket
-                continue
-            await self._idle(stop)
+        inflight: set[asyncio.Task[None]] = set()
+        rows_in_flight = 0
+        freed = asyncio.Event()
+
+        def finished(task: asyncio.Task[None], rows: int) -> None:
+            nonlocal rows_in_flight
+            inflight.discard(task)
+            rows_in_flight -= rows
+            freed.set()
+
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                freed.clear()
+                free = self._concurrency - rows_in_flight
+                if inflight and free < self._refill:  # too few free slots for a claim to be worth it
+                    await self._wait(stop, freed)
+                    continue
+                want = min(self._batch, free)
+                jobs: list[ClaimedRow] = []
+                try:
+                    jobs = await self._claim(want)
+                except Exception:
+                    log.exception("outbox worker %s: claim failed", self.worker_id)
+                for group in _by_ticket(jobs):
+                    task = asyncio.create_task(self._deliver_group(group), name="outbox-delivery")
+                    inflight.add(task)
+                    rows_in_flight += len(group)
+                    task.add_done_callback(functools.partial(finished, rows=len(group)))
+                if jobs and len(jobs) == want:  # there may be more due
+                    await asyncio.sleep(0)
+                elif inflight:  # nothing more due for now: new rows wake us, the end of this burst too
+                    await self._wait(stop, self._wake, _all_done(inflight))
+                else:
+                    await self._idle(stop)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
         log.info("outbox worker %s stopped", self.worker_id)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+    async def _wait(self, stop: asyncio.Event, *events: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *events)]
         try:
             await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -188,34 +225,42 @@ class OutboxWorker:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
 
-    async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were handled."""
+    async def _idle(self, stop: asyncio.Event) -> None:
+        await self._wait(stop, self._wake)
+
+    async def _claim(self, limit: int) -> list[ClaimedRow]:
         async with self._sessionmaker() as session, session.begin():
             jobs = await service.claim_due(  # plain values, usable after the session closes
                 session=session,
                 now=self._clock(),
-                limit=self._batch,
+                limit=limit,
                 lease_seconds=self._lease,
                 worker_id=self.worker_id,
             )
+        if jobs:
+            self._metrics.claimed(len(jobs))
+        return jobs
+
+    async def _deliver_group(self, group: list[ClaimedRow]) -> None:
+        """Deliver the rows of one ticket one by one, in order."""
+        for job in group:
+            try:
+                await self._handle(job)
+            except Exception:  # a faulty hook must not stop the other rows
+                log.exception("outbox row %s: unexpected error", job.id)
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver all of it; returns how many rows were handled."""
+        jobs = await self._claim(self._batch)
         if not jobs:
             return 0
-        self._metrics.claimed(len(jobs))
-        groups: dict[tuple[str, int], list[ClaimedRow]] = {}
-        for job in jobs:  # claim_due returns oldest first: each group stays in order
-            key = ("ticket", job.ticket_id) if job.ticket_id is not None else ("row", job.id)
-            groups.setdefault(key, []).append(job)
         limit = asyncio.Semaphore(self._concurrency)
 
         async def deliver_group(group: list[ClaimedRow]) -> None:
             async with limit:
-                for job in group:
-                    try:
-                        await self._handle(job)
-                    except Exception:  # a faulty hook must not stop the other rows
-                        log.exception("outbox row %s: unexpected error", job.id)
+                await self._deliver_group(group)
 
-        await asyncio.gather(*(deliver_group(g) for g in groups.values()))
+        await asyncio.gather(*(deliver_group(g) for g in _by_ticket(jobs)))
         return len(jobs)
 
     async def _handle(self, job: ClaimedRow) -> None:
@@ -349,3 +394,29 @@ class OutboxWorker:
                 await maybe
         except Exception:
             log.exception("outbox row %s: on_dead hook failed", dead.row_id)
+
+
+def _by_ticket(jobs: Sequence[ClaimedRow]) -> list[list[ClaimedRow]]:
+    """Claimed rows grouped by ticket (rows without one alone), each group in claim (id) order."""
+    groups: dict[tuple[str, int], list[ClaimedRow]] = {}
+    for job in jobs:
+        key = ("ticket", job.ticket_id) if job.ticket_id is not None else ("row", job.id)
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
+
+
+def _all_done(tasks: set[asyncio.Task[None]]) -> asyncio.Event:
+    """An event set once every task of ``tasks`` (as it is now) has finished."""
+    done = asyncio.Event()
+    pending = {t for t in tasks if not t.done()}
+
+    def one_done(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        if not pending:
+            done.set()
+
+    if not pending:
+        done.set()
+    for task in pending:
+        task.add_done_callback(one_done)
+    return done

@@ -416,3 +416,91 @@ async def test_faulty_hooks_do_not_stop_delivery(sessionmaker: SM) -> None:
     assert (await get_row(sessionmaker, ok_id)).status == "delivered"
     assert (await get_row(sessionmaker, dead_id)).status == "dead"
     assert len(await rows_of_kind(sessionmaker, ALERT_KIND)) == 1
+
+
+# --- the pipelined run loop ------------------------------------------------------------------------
+
+
+async def test_run_loop_keeps_delivering_while_one_row_hangs(sessionmaker: SM) -> None:
+    """A slow call holds one slot, not the worker: rows claimed after it are delivered meanwhile.
+
+    With claim-a-batch-then-wait-for-all, the 30 rows after the hanging one would wait for it.
+    """
+    release = asyncio.Event()
+    delivered: list[str] = []
+
+    @dataclass
+    class OneHangs:
+        kind: str = "msp"
+
+        async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+            if idempotency_key == "k-hang":
+                await release.wait()
+            delivered.append(idempotency_key)
+            return DeliveryResult(ok=True)
+
+    await put(sessionmaker, key="k-hang")
+    for i in range(30):
+        await put(sessionmaker, key=f"k{i}")
+    w = worker(sessionmaker, Clock(), OneHangs(), batch=4, concurrency=4, poll_interval=60)
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    try:
+        for _ in range(200):
+            if len(delivered) == 30:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(delivered) == sorted(f"k{i}" for i in range(30))  # all but the hanging one
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert delivered[-1] == "k-hang"  # stop let the row in flight finish ...
+    assert (await get_row(sessionmaker, 1)).status == "delivered"  # ... and recorded it
+
+
+async def test_run_loop_never_exceeds_its_concurrency_and_keeps_ticket_order(sessionmaker: SM) -> None:
+    in_flight, peak = 0, 0
+    order: list[str] = []
+
+    @dataclass
+    class Counting:
+        kind: str
+
+        async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            order.append(idempotency_key)
+            in_flight -= 1
+            return DeliveryResult(ok=True)
+
+    tickets = []
+    async with sessionmaker() as s, s.begin():
+        for i in range(10):
+            t = await service.create_ticket(session=s, now=NOW, platform="slack", user_id="U", text="x", route="msp",
+                                            severity="normal", queue="q", rule_id="r", ruleset_version=1)
+            tickets.append(t.id)
+    for step in range(4):  # each ticket: created, then three comments, written in that order
+        for n, tid in enumerate(tickets):
+            await put(sessionmaker, "msp", key=f"t{n}-{step}", ticket_id=tid)
+    for i in range(40):
+        await put(sessionmaker, "slack.post", key=f"free{i}")
+    w = worker(sessionmaker, Clock(), Counting("msp"), Counting("slack.post"), batch=5, concurrency=6,
+               poll_interval=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    try:
+        for _ in range(500):
+            if len(order) == 80:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert len(order) == 80 and len(set(order)) == 80  # each once
+    assert 1 < peak <= 6
+    for n in range(10):
+        mine = [k for k in order if k.startswith(f"t{n}-")]
+        assert mine == [f"t{n}-{step}" for step in range(4)], mine
