@@ -126,6 +126,19 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def _postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by every process named ``postgres`` on this machine (0 if none)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += _cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
 async def _recv(conn: Connection, proc: Any, timeout: float = 300.0) -> Any:
     def wait() -> Any:
         deadline = time.monotonic() + timeout
@@ -189,6 +202,7 @@ async def scenario(label: str, url: str, replicas: int, rate: float, args: argpa
             _, warm_ok = await _recv(parent, proc)
             rss = {r.name: r.rss_mb() for r in group}
             cpu0 = {r.name: _cpu_seconds(r.pid) for r in group}
+            others0 = (time.process_time(), _postgres_cpu_seconds())
             parent.send("go")
             done = asyncio.ensure_future(_recv(parent, proc))
             while not done.done():
@@ -197,6 +211,8 @@ async def scenario(label: str, url: str, replicas: int, rate: float, args: argpa
                 await asyncio.sleep(0.25)
             _, res = done.result()
             cpu = {r.name: _cpu_seconds(r.pid) - cpu0[r.name] for r in group}
+            res["fakes_cpu"] = time.process_time() - others0[0]
+            res["postgres_cpu"] = _postgres_cpu_seconds() - others0[1]
             drained_at = time.monotonic()
             while await _pending(url) and time.monotonic() - drained_at < args.drain:
                 for r in group:
@@ -241,7 +257,9 @@ def report(r: dict[str, Any]) -> list[tuple[str, bool]]:
           f"MSP requests {r['msp_requests']}")
     print("   replicas: " + ", ".join(f"{n} peak RSS {r['rss'][n]:.0f} MB, CPU {r['replica_cpu'][n] / r['window'] * 100:.0f}%"
                                        for n in r["rss"]) + f"; generator CPU {r['cpu'] / r['window'] * 100:.0f}%; "
-          f"error lines in replica logs {r['log_errors']}")
+          f"fakes (this process) CPU {r['fakes_cpu'] / r['window'] * 100:.0f}%; "
+          f"PostgreSQL CPU {r['postgres_cpu'] / r['window'] * 100:.0f}% (all of its processes, "
+          f"0 for SQLite); error lines in replica logs {r['log_errors']}")
     checks = [(f"{r['label']}: accepted >= {TARGET_RATE:,.0f} events/s", rate >= TARGET_RATE * 0.98),
               (f"{r['label']}: p99 ack <= {TARGET_P99 * 1e3:.0f} ms", p99 <= TARGET_P99),
               (f"{r['label']}: delivery lag p99 <= {TARGET_LAG:g} s", lag99 <= TARGET_LAG and not r["pending"]),
@@ -266,6 +284,8 @@ async def main_async(args: argparse.Namespace) -> int:
         split = "+w" if args.worker_process else ""
         plan = [(f"{name}{split}@{rate:g}", n, rate) for rate in args.rate
                 for name, n in ([("pg-1", 1), ("pg-2", 2)] if pg else []) + [("sqlite-1", 1)]]
+        if args.only:
+            plan = [step for step in plan if step[0].split("@")[0].removesuffix("+w") in args.only]
         if not pg:
             print("PostgreSQL scenarios skipped: give --pg-url or set HANDOFF_TEST_DATABASE_URL")
         for label, n, rate in plan:
@@ -298,6 +318,8 @@ def main() -> int:
                         help="override an app.yaml setting of the replicas, e.g. --set delivery.batch=100")
     parser.add_argument("--worker-process", action="store_true",
                         help="run each replica as `serve --no-worker` plus a `handoff worker` process")
+    parser.add_argument("--only", action="append", choices=["pg-1", "pg-2", "sqlite-1"],
+                        help="run only this scenario (repeatable; default all three)")
     args = parser.parse_args()
     args.rate = args.rate or [TARGET_RATE]
     return asyncio.run(main_async(args))
