@@ -72,11 +72,11 @@ async def create_incident(*, session: AsyncSession, now: datetime, **fields: Any
     return incident
 
 
-async def add_report(*, session: AsyncSession, incident_id: int, now: datetime) -> None:
-    """One more report of an incident (``reports + 1`` in SQL, so concurrent joins all count)."""
+async def add_report(*, session: AsyncSession, incident_id: int, now: datetime, count: int = 1) -> None:
+    """``count`` more reports of an incident (``reports + count`` in SQL, so concurrent joins all count)."""
     await session.execute(
         update(Incident).where(Incident.id == incident_id)
-        .values(reports=Incident.reports + 1, last_report_at=now)
+        .values(reports=Incident.reports + count, last_report_at=now)
         .execution_options(synchronize_session=False)
     )
 

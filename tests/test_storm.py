@@ -40,6 +40,7 @@ from tests.oncall_world import (
     report,
     rows,
     texts,
+    tickets,
 )
 
 OUTAGE = "e-mail is down for everyone"
@@ -137,6 +138,26 @@ async def test_different_services_and_old_storms_are_separate_incidents(db_url: 
         found = await incidents(core)
         assert [(i.group_key, i.reports) for i in found] == [("email", 3), ("vpn", 1), ("email", 1)]
         assert len(await rows(core, "pagerduty")) == 3
+
+
+async def test_reports_of_one_transaction_join_together_each_with_its_own_number(db_url: str) -> None:
+    """Reports committed together (group commit): joins are written per incident, in arrival order."""
+    clock = Clock()
+    async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack, PAGERDUTY_ROUTING_KEY=ROUTING_KEY), clock) as core:
+        texts_in = [OUTAGE, "the VPN is down for everyone", "E-mail is down for everyone!", OUTAGE,
+                    "VPN is down for everyone here", "email is down for everyone in the office"]
+        results = await asyncio.gather(*(report(core, t, user=f"U{i:02d}") for i, t in enumerate(texts_in)))
+        assert len({r.ticket for r in results}) == 6
+        assert [r.page for r in results] == ["paged", "paged", "joined", "joined", "joined", "joined"]
+        email, vpn = await incidents(core)
+        assert (email.group_key, email.reports, vpn.group_key, vpn.reports) == ("email", 4, "vpn", 2)
+        leads = [r.reply.text.split("\n")[0] for r in results if r.reply is not None]
+        assert [lead.split("(")[1].split(" reports")[0] for lead in leads if "known issue" in lead] == ["2", "3", "2", "4"]
+        history = sorted((e.ticket_id, e.text) for e in await events(core, "subscribed"))
+        assert [text.rsplit("; ", 1)[1] for _, text in history] == ["2 reports.", "3 reports.", "2 reports.", "4 reports."]
+        linked = {t.id: t.incident_id for t in await tickets(core)}
+        assert sorted(linked.values()) == sorted([email.id] * 4 + [vpn.id] * 2)
+        assert len(await rows(core, "pagerduty")) == 2
 
 
 async def test_a_resolved_incident_is_not_joined(db_url: str) -> None:
