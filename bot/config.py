@@ -27,7 +27,7 @@ from bot.config_oncall import (
     StormConfig,
 )
 from routing.model import RuleSet
-from routing.rules import RuleSetError, ruleset_from_dict
+from routing.rules import RuleSetError, costly_regexes, ruleset_from_dict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "app.yaml"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -324,9 +324,11 @@ def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None 
             lines.append(f"{where}{source}: {e['msg']}")
         raise ConfigError("\n".join(lines)) from None
     try:
-        settings.ruleset()
+        costly = costly_regexes(settings.ruleset())
     except RuleSetError as exc:
         raise ConfigError("\n".join(f"routing.{p}" for p in exc.problems)) from None
+    if costly:
+        raise ConfigError("\n".join(f"routing.{p}" for p in costly))
     teams_mode(settings)
     return settings
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from routing.engine import Classifier, classify_safely, compile_ruleset
 from routing.model import Message, Rule, RuleSet
-from routing.rules import RuleSetError, ruleset_from_dict
+from routing.rules import RuleSetError, costly_regexes, ruleset_from_dict
 from routing.text import term_key
 
 #: Messages that must page, written the way employees write in chat. A draft under which one of
@@ -177,6 +177,9 @@ def lint(content: Mapping[str, Any], live: RuleSet | None, *,
         draft = ruleset_from_dict(content)
     except RuleSetError as exc:
         return LintReport(tuple(Finding("error", "invalid", p) for p in exc.problems))
+    costly = costly_regexes(draft)
+    if costly:  # a ReDoS guard: refused like any invalid rule
+        return LintReport(tuple(Finding("error", "regex-cost", p) for p in costly))
     findings: list[Finding] = []
     try:
         draft_classifier = compile_ruleset(draft)

@@ -16,6 +16,10 @@ Regexes are RE2 (linear time). Two things keep a rule set's regexes cheap and us
 
 from __future__ import annotations
 
+import functools
+import random
+import re
+import time
 from collections.abc import Iterable
 
 import re2
@@ -27,6 +31,10 @@ MAX_REGEX_PROGRAM = 5_000
 MAX_REGEX_PROGRAM_TOTAL = 30_000
 #: RE2's memory budget for one regex and for the set of all of them (RE2's own default).
 MAX_MEM = 8 << 20
+#: What one regex may cost on a 10 kB message it has not seen before (issue 6: ReDoS), in milliseconds
+#: of CPU, as :func:`probe_ms` measures it.
+MAX_REGEX_MS = 1.0
+PROBE_CHARS = 10_000
 TOTAL_ADVICE = "merge or drop some, or use terms (`any`, `all`), which cost nothing here"
 
 
@@ -88,5 +96,77 @@ def regex_set(patterns: Iterable[str]) -> re2.Set:
     return rset
 
 
-__all__ = ["MAX_MEM", "MAX_REGEX_CHARS", "MAX_REGEX_PROGRAM", "MAX_REGEX_PROGRAM_TOTAL", "compile_regex",
-           "re2_options", "regex_set"]
+_META = frozenset("\\^$.|?*+()[]{}")
+
+
+def _probe_texts(pattern: str, rng: random.Random) -> list[str]:
+    """Four hostile 10 kB messages for ``pattern``, new each call: random runs of its own literal
+    characters, of ``a``/``b`` (the classic state blow-up), of letters, digits and punctuation, and of
+    its own words (every trigger of a proximity pattern, over and over)."""
+    chars = sorted({c for c in pattern if c not in _META and c.isprintable()}) or ["a"]
+    words = re.findall(r"[A-Za-z0-9]{2,}", pattern) or ["a"]
+    return [
+        "".join(rng.choices(chars, k=PROBE_CHARS)),
+        "".join(rng.choices("ab", k=PROBE_CHARS)),
+        "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789 .-_%", k=PROBE_CHARS)),
+        " ".join(rng.choices(words, k=PROBE_CHARS // 3))[:PROBE_CHARS],
+    ]
+
+
+@functools.lru_cache(maxsize=4096)
+def probe_ms(pattern: str) -> float:
+    """:func:`_probe_again`, cached by pattern (start-up and every edit validate the same regexes)."""
+    return _probe_again(pattern)
+
+
+def _probe_again(pattern: str) -> float:
+    """Milliseconds of CPU ``pattern`` costs on a hostile 10 kB message it has not seen before.
+
+    RE2 is linear, but its DFA is built lazily, state by state, and some patterns have very many
+    states: ``(a|b)*a(a|b){15}``, or a proximity window such as ``\\b(disk|cpu)\\b[^.]{0,30}\\d+%`` on
+    a message made of its own keywords, where each keyword opens a new window. Scanning text seen
+    before reuses the states, so a warm timing looks cheap (0.06 ms) while each *new* hostile message
+    pays again (up to 12 ms measured). The probe scans as the engine does (an RE2 set, then ``search``
+    for the evidence): it warms the pattern on two rounds of :func:`_probe_texts`, then takes, for
+    each kind, the cheaper of two fresh messages, and returns the costliest kind (thread CPU time, so
+    other processes on the machine do not count). Deterministic inputs (fixed seed); cached by pattern.
+    """
+    rng = random.Random(20261128)
+    rset = re2.Set.SearchSet(re2_options())
+    rset.Add(pattern)
+    rset.Compile()
+    rx = compile_regex(pattern)
+
+    def cost(text: str) -> float:
+        started = time.thread_time_ns()
+        rset.Match(text)
+        rx.search(text)
+        return (time.thread_time_ns() - started) / 1e6
+
+    for _ in range(2):
+        for text in _probe_texts(pattern, rng):
+            cost(text)
+    first, second = _probe_texts(pattern, rng), _probe_texts(pattern, rng)
+    return max(min(cost(a), cost(b)) for a, b in zip(first, second))
+
+
+def check_regex_cost(pattern: str) -> str | None:
+    """Why ``pattern`` is too costly for a rule (see :func:`probe_ms`), or None when it is not.
+
+    A measurement over the limit is taken twice more and the cheapest kept: noise (another thread,
+    a cold CPU cache) only ever adds time, and a false refusal would keep a replica from starting.
+    """
+    spent = probe_ms(pattern)
+    if spent > MAX_REGEX_MS:
+        spent = min(spent, _probe_again(pattern), _probe_again(pattern))
+    if spent <= MAX_REGEX_MS:
+        return None
+    return (f"regex {pattern[:80]!r} costs {spent:.1f} ms on a 10 kB message it has not seen before; the limit is "
+            f"{MAX_REGEX_MS:g} ms (a ReDoS guard). Its repetitions let RE2's automaton grow a new state at almost "
+            "every character: a bounded window after an alternation (`\\b(a|b)\\b[^.]{0,30}x`), or a count after "
+            "a star (`(a|b)*a(a|b){15}`). Use terms (`any`, `any_of`: free here) for the words and keep the regex "
+            "for the part only a regex can say")
+
+
+__all__ = ["MAX_MEM", "MAX_REGEX_CHARS", "MAX_REGEX_MS", "MAX_REGEX_PROGRAM", "MAX_REGEX_PROGRAM_TOTAL",
+           "check_regex_cost", "compile_regex", "probe_ms", "re2_options", "regex_set"]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from routing.calendar import zone
 from routing.model import ROUTES, SEVERITIES, Conditions, Queue, Rule, RuleSet
-from routing.regexes import MAX_REGEX_CHARS, compile_regex, regex_set
+from routing.regexes import MAX_REGEX_CHARS, check_regex_cost, compile_regex, regex_set
 from routing.text import term_key
 from routing.windows import MAX_WINDOWS, parse_windows
 
@@ -203,6 +203,22 @@ def _check_terms(terms: list[str], at: str) -> list[str]:
     return problems
 
 
+def costly_regexes(ruleset: RuleSet) -> list[str]:
+    """Problems (with key paths) for the regexes of ``ruleset`` that cost too much on a hostile message.
+
+    Not part of :func:`ruleset_from_dict`, which also reads stored versions: it measures (see
+    :func:`routing.regexes.probe_ms`), so it runs where new rules come in, before they are used:
+    ``app.yaml`` at start-up and every edit an admin makes (:func:`handlers.rules_lint.lint`).
+    """
+    problems: list[str] = []
+    for i, rule in enumerate(ruleset.rules):
+        for j, pattern in enumerate(rule.when.regex):
+            why = check_regex_cost(pattern)
+            if why is not None:
+                problems.append(f"rules[{i}].when.regex[{j}] (rule `{rule.id}`): {why}")
+    return problems
+
+
 def _check_regex_total(rules: Iterable[Rule]) -> list[str]:
     """Build the RE2 set of every distinct regex, as the engine does, and report it if RE2 cannot.
 
@@ -292,4 +308,4 @@ def content_hash(data: Mapping[str, Any]) -> str:
 
 
 __all__ = ["ID_PATTERN", "MAX_GROUPS", "MAX_REGEX_CHARS", "MAX_RULES", "MAX_TERMS_PER_LIST", "MAX_TERM_CHARS",
-           "RuleSetError", "compile_regex", "content_hash", "ruleset_from_dict", "ruleset_to_dict"]
+           "RuleSetError", "compile_regex", "content_hash", "costly_regexes", "ruleset_from_dict", "ruleset_to_dict"]

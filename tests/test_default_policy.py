@@ -138,6 +138,7 @@ PAGE_OUTAGE = [
     "teams and outlook not working for everyone in sales",
     "the core switch in the server room is down",
     "both switches on the 2nd floor went down",
+    "ber-sw04 went down, floor 2 has no network",  # the naming convention (network-device-down-by-name)
     "the firewall is down",
     "phones are down across the building",
     "network outage on floor 2, all users affected",

@@ -261,3 +261,60 @@ def test_shipped_rules_on_a_message_never_seen_before(capsys: pytest.CaptureFixt
         print(f"\n  redos shipped rules, first sight of a 10 kB regex-word message: {min(firsts):.2f} ms "
               f"(warm: {median_ms(lambda: classifier.classify(Message(text=text, platform='slack'))):.2f} ms)")
     assert min(firsts) < 25
+
+
+# --- first sight: what a hostile message new to RE2 costs (routing.regexes.probe_ms) ----------------
+
+#: Patterns cheap on a message RE2 has seen (the timings above) but not on a new hostile one: each new
+#: message makes RE2's lazy DFA build states again. The last is the shipped `capacity-percent` regex
+#: before it was rewritten (9 ms per new 10 kB message made of its own keywords).
+STATE_EXPLOSIVE = [
+    "(?:a|b)*a(?:a|b){15}",
+    "[ab]*a[ab]{12}b",
+    r"\b(disk|drive|volume|storage|partition|filesystem|cpu|memory|ram)\b[^.!?\n]{0,30}\b\d{2,3} ?%",
+]
+
+
+@pytest.mark.parametrize("pattern", STATE_EXPLOSIVE, ids=lambda p: p[:30])
+def test_a_regex_costly_on_new_hostile_messages_is_refused_with_what_to_do(pattern: str) -> None:
+    from handlers.rules_lint import lint
+    from routing.regexes import MAX_REGEX_MS, probe_ms
+
+    content = {"queues": QUEUES, "rules": [regex_rule(pattern), DEFAULT]}
+    ruleset(regex_rule(pattern))  # valid as far as RE2 and the size limits go ...
+    assert probe_ms(pattern) > 2 * MAX_REGEX_MS  # ... but costly on a hostile message it has not seen
+    report = lint(content, None)
+    [finding] = report.errors
+    assert finding.code == "regex-cost"
+    assert finding.message.startswith("rules[0].when.regex[0] (rule `adversarial`): regex ")
+    assert "on a 10 kB message it has not seen before; the limit is 1 ms" in finding.message
+    assert "Use terms" in finding.message
+
+
+def test_app_yaml_with_such_a_regex_does_not_start(tmp_path: Any) -> None:
+    import yaml
+
+    from bot.config import ConfigError, load_settings
+    from tests.helpers import APP_YAML
+
+    data = yaml.safe_load(APP_YAML.read_text(encoding="utf-8"))
+    data["routing"]["rules"].insert(0, regex_rule(STATE_EXPLOSIVE[0]))
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={}, path=path)
+    assert str(refused.value).startswith("routing.rules[0].when.regex[0] (rule `adversarial`): regex ")
+
+
+def test_every_shipped_regex_is_cheap_on_new_hostile_messages(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped rules pass the guard with room to spare (load_settings enforces it; this prints it)."""
+    from bot.config import load_settings
+    from routing.regexes import MAX_REGEX_MS, probe_ms
+    from tests.helpers import APP_YAML
+
+    patterns = {p for r in load_settings(env={}, path=APP_YAML).ruleset().rules for p in r.when.regex}
+    costs = sorted((probe_ms(p), p) for p in patterns)
+    with capsys.disabled():
+        print(f"\n  redos first sight, {len(costs)} shipped regexes: median {costs[len(costs) // 2][0]:.3f} ms, "
+              f"worst {costs[-1][0]:.3f} ms ({costs[-1][1][:60]})")
+    assert costs[-1][0] <= MAX_REGEX_MS
