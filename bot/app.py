@@ -167,7 +167,8 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
             escalation = Escalation(sessionmaker=sessionmaker, roster=paging_setup.roster(settings), options=paging,
                                     clock=clock, on_commit=lambda: worker.wake())
             worker = OutboxWorker(
-                sessionmaker=db.make_sessionmaker(books),
+                sessionmaker=sessionmaker,
+                bookkeeping=db.make_sessionmaker(books) if books is not engine else None,
                 connectors={**build_connectors(settings, http, sessionmaker=sessionmaker),
                             SLA_KIND: SlaWatchdog(sessionmaker=sessionmaker, clock=clock, options=SlaOptions(
                                 first_response_hours=settings.sla.msp_first_response_hours)),

@@ -153,11 +153,11 @@ class DeliveryConfig(_Section):
     max_attempts: int = Field(default=12, ge=1, le=100)
     backoff_base_seconds: float = Field(default=1.0, gt=0, le=60)
     backoff_cap_seconds: float = Field(default=300.0, gt=0, le=3600)
-    batch: int = Field(default=20, ge=1, le=500)
+    batch: int = Field(default=50, ge=1, le=500)
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     lease_seconds: float = Field(default=60.0, ge=5, le=3600)
     #: Deliveries in flight at once per worker (rows of one ticket still go one by one).
-    concurrency: int = Field(default=32, ge=1, le=500)
+    concurrency: int = Field(default=64, ge=1, le=500)
     #: ``in-process``: ``handoff serve`` runs the outbox worker; ``separate``: it does not, and a
     #: ``handoff worker`` process (same database) delivers instead (``serve --no-worker`` says the same).
     worker: Literal["in-process", "separate"] = "in-process"

@@ -119,6 +119,7 @@ class OutboxWorker:
         concurrency: int = 8,
         deliver_timeout: float | None = None,
         rng: random.Random | None = None,
+        bookkeeping: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         """Create a worker; nothing runs until :meth:`run` or :meth:`run_once` is awaited.
 
@@ -130,8 +131,13 @@ class OutboxWorker:
             concurrency: Connector calls in flight at once (rows of one ticket go one by one).
             on_dead: Called (sync or async) after a row was dead-lettered; errors are logged.
             rng: Source of jitter (seed it in tests).
+            bookkeeping: Sessions for the worker's one-statement records (claims, delivered marks,
+                retries); default ``sessionmaker``. ``serve`` gives it autocommit connections that skip
+                the WAL-flush wait on PostgreSQL (:func:`storage.db.make_engine`). Dead letters and their
+                admin alert are two statements in one transaction: always ``sessionmaker``.
         """
         self._sessionmaker = sessionmaker
+        self._books = bookkeeping or sessionmaker
         self._connectors = dict(connectors)
         self._clock = clock
         self._policy = policy
@@ -154,12 +160,13 @@ class OutboxWorker:
         self._recorder: GroupCommitter[_Op, Any] = GroupCommitter(self._write_ops, max_batch=max(batch, 1) * 2)
 
     async def _write_delivered(self, deliveries: Sequence[tuple[int, str, str | None]]) -> list[None]:
-        async with self._sessionmaker() as session, session.begin():
+        async with self._books() as session, session.begin():
             await bulk.mark_delivered_many(session=session, deliveries=deliveries, now=self._clock())
         return [None] * len(deliveries)
 
     async def _write_ops(self, ops: Sequence[_Op]) -> list[Any]:
-        async with self._sessionmaker() as session, session.begin():
+        """Retries (one statement each): a batch in one transaction, or one by one on autocommit."""
+        async with self._books() as session, session.begin():
             return [await op(session) for op in ops]
 
     def wake(self) -> None:
@@ -229,7 +236,7 @@ class OutboxWorker:
         await self._wait(stop, self._wake)
 
     async def _claim(self, limit: int) -> list[ClaimedRow]:
-        async with self._sessionmaker() as session, session.begin():
+        async with self._books() as session, session.begin():
             jobs = await service.claim_due(  # plain values, usable after the session closes
                 session=session,
                 now=self._clock(),

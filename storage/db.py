@@ -63,15 +63,22 @@ def default_sqlite_url(config_path: Path) -> str:
 
 #: Execution option of engines made with ``bookkeeping=True`` (see :func:`make_engine`).
 BOOKKEEPING = "handoff_bookkeeping"
+#: Settings of the bookkeeping connections: no WAL-flush wait, and the outbox claim's plan (see
+#: ``storage.outbox._CLAIM_SETTINGS`` for why; the other bookkeeping statements go by primary key).
+BOOKKEEPING_SETTINGS = {"synchronous_commit": "off", "plan_cache_mode": "force_custom_plan", "enable_bitmapscan": "off",
+                        "enable_sort": "off", "enable_incremental_sort": "off", "enable_seqscan": "off"}
 
 
 def make_engine(url: str, *, pool_size: int = 10, bookkeeping: bool = False) -> AsyncEngine:
     """Create the async engine for ``url`` (normalised first).
 
     ``bookkeeping=True`` (PostgreSQL only; on SQLite it changes nothing): an engine for the outbox
-    worker's own records (claims, delivered marks, retries), whose connections commit without
-    waiting for the WAL flush (``synchronous_commit=off``, set once per connection rather than by a
-    statement in every transaction). Never for writes an acknowledgement depends on; see
+    worker's own records (claims, delivered marks, retries), each of which is one statement. Its
+    connections autocommit every statement (no BEGIN and COMMIT round trips), do not wait for the
+    WAL flush, carry the claim's planner settings (:data:`BOOKKEEPING_SETTINGS`, set once per
+    connection), and are not pinged at checkout: after a database restart the first claim on a dead
+    connection fails, is logged and retried, and the pool reconnects. Never for writes an
+    acknowledgement depends on, nor for anything that needs two statements in one transaction; see
     :func:`storage.outbox.relax_durability` for why losing such a record is harmless.
 
     SQLite connections get WAL, a busy timeout and foreign keys, and every transaction starts with
@@ -90,9 +97,8 @@ def make_engine(url: str, *, pool_size: int = 10, bookkeeping: bool = False) -> 
         return engine
     if bookkeeping:
         return create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
-            connect_args={"server_settings": {"synchronous_commit": "off"}},
-            execution_options={BOOKKEEPING: True},
+            url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, isolation_level="AUTOCOMMIT",
+            connect_args={"server_settings": BOOKKEEPING_SETTINGS}, execution_options={BOOKKEEPING: True},
         )
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800

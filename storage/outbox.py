@@ -5,10 +5,11 @@ Re-exported by :mod:`storage.service`; the same rules apply (session keyword-onl
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import Integer, bindparam, func, or_, select, text, update
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -52,7 +53,7 @@ async def relax_durability(*, session: AsyncSession) -> None:
     On a 2-core VM a flushed commit costs several milliseconds; the worker commits twice per batch.
     """
     conn = await session.connection()
-    if conn.dialect.name == "postgresql" and not _bookkeeping(conn):
+    if conn.dialect.name == "postgresql" and not _bookkeeping(conn):  # bookkeeping connections: off already
         await session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
@@ -63,14 +64,15 @@ def _bookkeeping(conn: AsyncConnection) -> bool:
 
 # The claim's plan, whatever the statistics say: walk ix_outbox_pending_due in order and stop at the
 # limit. A custom plan per call (the cached generic plan cannot see ``now`` or ``limit``), and no
-# bitmap scan or sort: when the backlog grows faster than autovacuum's ANALYZE notices (a burst on a
-# young table), the planner expected 4 due rows, chose a bitmap scan and sorted all 3,400 of them,
-# 150-480 ms per claim (auto_explain, bench/load.py at 700/s), where the index walk takes < 1 ms.
-# Plus no WAL-flush wait at commit (see relax_durability). All local to the claim's transaction.
+# bitmap scan, sort or sequential scan: when the backlog grows faster than autovacuum's ANALYZE
+# notices (a burst on a young table), the planner expected 4 due rows, chose a bitmap scan and sorted
+# all 3,400 of them, 150-480 ms per claim (auto_explain, bench/load.py at 700/s), where the index walk
+# takes < 1 ms. Plus no WAL-flush wait at commit (see relax_durability). Local to the claim's
+# transaction; the worker's bookkeeping connections have them for good (storage.db.BOOKKEEPING_SETTINGS).
 _CLAIM_SETTINGS = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('enable_bitmapscan', 'off', true), "
     "set_config('enable_sort', 'off', true), set_config('enable_incremental_sort', 'off', true), "
-    "set_config('synchronous_commit', 'off', true)"
+    "set_config('enable_seqscan', 'off', true), set_config('synchronous_commit', 'off', true)"
 )
 
 
@@ -88,31 +90,65 @@ class ClaimedRow(NamedTuple):
 
 
 _T = cast(Table, OutboxRow.__table__)
+_CANDIDATE = _T.alias("candidate")
 _OLDER = _T.alias("older")
-# Per-ticket order: a row goes only when it is the oldest pending row of its ticket and kind. Written
-# as a correlated scalar subquery (looked up per candidate in ix_outbox_ticket_id_kind_status), not
-# NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join, which on stale statistics it ran as a
-# nested loop over every pending row (9 million comparisons, 740 ms, for one claim).
-_UNBLOCKED = or_(
-    _T.c.ticket_id.is_(None),
-    _T.c.id == select(func.min(_OLDER.c.id)).where(
-        _OLDER.c.ticket_id == _T.c.ticket_id, _OLDER.c.kind == _T.c.kind, _OLDER.c.status == "pending",
-    ).scalar_subquery(),
-)
 
 
-def _due(now: datetime) -> list[Any]:
-    return [
-        _T.c.status == "pending",
-        _T.c.next_attempt_at <= now,
-        or_(_T.c.locked_until.is_(None), _T.c.locked_until < now),
-    ]
+def _unblocked(t: Any) -> Any:
+    """Per-ticket order: ``t`` is the oldest pending row of its ticket and kind (or has no ticket).
+
+    A correlated scalar subquery, looked up per candidate in ix_outbox_ticket_id_kind_status, not NOT
+    EXISTS: PostgreSQL turns NOT EXISTS into an anti-join, which on stale statistics it ran as a
+    nested loop over every pending row (9 million comparisons, 740 ms, for one claim).
+    """
+    return or_(t.c.ticket_id.is_(None), t.c.id == select(func.min(_OLDER.c.id)).where(
+        _OLDER.c.ticket_id == t.c.ticket_id, _OLDER.c.kind == t.c.kind, _OLDER.c.status == "pending",
+    ).scalar_subquery())
 
 
-def claim_query(now: datetime, limit: int, dialect: str) -> Any:
-    """The ids :func:`claim_due` leases: due, unblocked, in the order of ``ix_outbox_pending_due``."""
-    query = select(_T.c.id).where(*_due(now), _UNBLOCKED).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
-    return query.with_for_update(skip_locked=True, of=_T) if dialect == "postgresql" else query
+def _due(t: Any, now: Any) -> list[Any]:
+    return [t.c.status == "pending", t.c.next_attempt_at <= now, or_(t.c.locked_until.is_(None), t.c.locked_until < now)]
+
+
+_NOW, _LIMIT = bindparam("claim_now", type_=_T.c.next_attempt_at.type), bindparam("claim_limit", type_=Integer)
+
+
+def claim_query(dialect: str) -> Any:
+    """The rows :func:`claim_due` leases: due, unblocked, in the order of ``ix_outbox_pending_due``.
+
+    Parameters ``claim_now`` and ``claim_limit``. Built once per dialect (:func:`claim_statement`):
+    building it per claim cost a tenth of the worker's CPU.
+    """
+    query = (select(_CANDIDATE.c.id).where(*_due(_CANDIDATE, _NOW), _unblocked(_CANDIDATE))
+             .order_by(_CANDIDATE.c.next_attempt_at, _CANDIDATE.c.id).limit(_LIMIT))
+    return query.with_for_update(skip_locked=True, of=_CANDIDATE) if dialect == "postgresql" else query
+
+
+@functools.cache
+def claim_statement(dialect: str) -> Any:
+    """One statement that leases the rows of :func:`claim_query` and returns them.
+
+    Parameters: ``claim_now``, ``claim_limit``, ``locked_until``, ``locked_by``. PostgreSQL: the
+    candidates are a CTE (``WITH claimable AS (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) UPDATE … FROM
+    claimable``), which runs once. Written as ``WHERE id IN (SELECT … LIMIT n)`` the planner may run
+    the subquery again, and with SKIP LOCKED each run finds other rows: a worker asking for 5 rows
+    was given 50 (tests/test_delivery.py caught it). SQLite holds the write lock for the whole
+    transaction; ``IN`` is enough there.
+    """
+    lease = {"locked_until": bindparam("locked_until", type_=_T.c.locked_until.type),
+             "locked_by": bindparam("locked_by", type_=_T.c.locked_by.type)}
+    returned = (_T.c.id, _T.c.kind, _T.c.payload, _T.c.idempotency_key, _T.c.ticket_id, _T.c.attempts,
+                _T.c.locked_until, _T.c.locked_by)
+    if dialect == "postgresql":
+        claimable = claim_query(dialect).cte("claimable")
+        return update(_T).where(_T.c.id == claimable.c.id).values(**lease).returning(*returned)
+    return update(_T).where(_T.c.id.in_(claim_query(dialect)), *_due(_T, _NOW)).values(**lease).returning(*returned)
+
+
+def claim_params(*, now: datetime, limit: int, lease_seconds: float, worker_id: str) -> dict[str, Any]:
+    """The parameters of :func:`claim_statement`."""
+    return {"claim_now": now, "claim_limit": limit, "locked_until": now + timedelta(seconds=lease_seconds),
+            "locked_by": worker_id}
 
 
 async def claim_due(
@@ -123,28 +159,18 @@ async def claim_due(
     A row is due when ``next_attempt_at <= now`` and nobody holds an unexpired lease on it. A row
     is held back while an older pending row of the same ticket and kind exists (per-ticket
     order). PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent workers claim disjoint rows.
-    SQLite: the transaction holds the write lock from ``BEGIN IMMEDIATE``, so select and update
-    are atomic. The update re-checks the conditions either way. Core statements, no ORM objects:
-    this runs for every batch the worker delivers. The order matches the partial index
+    SQLite: the transaction holds the write lock from ``BEGIN IMMEDIATE``. One statement (an
+    ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING``), so it is atomic on its own and needs a
+    single round trip: the worker's bookkeeping connections run it without BEGIN and COMMIT. Core,
+    no ORM objects: this runs for every batch the worker delivers. The order matches the partial index
     ``ix_outbox_pending_due``, so the database walks it and stops at ``limit`` whatever the backlog
     (ordering by id let PostgreSQL's estimate pick a sort of every due row: 8 ms at 20,000 rows).
     """
     conn = await session.connection()  # Core statements: skip the ORM execution path
-    query = claim_query(now, limit, conn.dialect.name)
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not _bookkeeping(conn):
         await conn.execute(_CLAIM_SETTINGS)  # the plan that walks the index (see above)
-    ids = list((await conn.execute(query)).scalars().all())
-    if not ids:
-        return []
-    claimed = await conn.execute(
-        update(_T)
-        .where(_T.c.id.in_(ids), *_due(now))
-        .values(locked_until=now + timedelta(seconds=lease_seconds), locked_by=worker_id)
-        .returning(
-            _T.c.id, _T.c.kind, _T.c.payload, _T.c.idempotency_key, _T.c.ticket_id, _T.c.attempts,
-            _T.c.locked_until, _T.c.locked_by,
-        )
-    )
+    claimed = await conn.execute(claim_statement(conn.dialect.name),
+                                 claim_params(now=now, limit=limit, lease_seconds=lease_seconds, worker_id=worker_id))
     return sorted((ClaimedRow(*row) for row in claimed), key=lambda r: r.id)
 
 

@@ -661,7 +661,7 @@ async def test_claim_walks_the_due_index_even_on_stale_statistics(sessionmaker: 
     """
     if not is_postgres(engine):
         pytest.skip("a PostgreSQL plan")
-    from storage.outbox import _CLAIM_SETTINGS, claim_query
+    from storage.outbox import _CLAIM_SETTINGS, claim_params, claim_statement
 
     insert = ("INSERT INTO outbox (kind, payload, idempotency_key, status, attempts, created_at, next_attempt_at) "
               "SELECT 'msp', '{}', :prefix || g, :status, 0, :at, :at FROM generate_series(1, :n) g")
@@ -673,11 +673,16 @@ async def test_claim_walks_the_due_index_even_on_stale_statistics(sessionmaker: 
         await s.execute(text("ANALYZE outbox"))
     async with sessionmaker() as s, s.begin():  # then a burst
         await s.execute(text(insert), {"prefix": "new", "status": "pending", "at": NOW, "n": 3000})
-    query = claim_query(NOW, 20, "postgresql")
+    params = claim_params(now=NOW, limit=20, lease_seconds=60, worker_id="w")
     async with sessionmaker() as s, s.begin():
         conn = await s.connection()
-        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        compiled = claim_statement("postgresql").compile(dialect=conn.dialect)
+        values = compiled.construct_params(params)
         await conn.execute(_CLAIM_SETTINGS)
-        plan = "\n".join((await conn.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF) {compiled}"))).scalars())
+        explained = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {compiled.string}",
+                                               tuple(values[name] for name in compiled.positiontup or ()))
+        plan = "\n".join(explained.scalars())
+        await s.rollback()  # EXPLAIN ANALYZE ran the claim
     assert "Index Scan using ix_outbox_pending_due" in plan, plan
-    assert "Sort" not in plan and "Bitmap" not in plan, plan
+    assert "Sort" not in plan and "Bitmap" not in plan and "Seq Scan" not in plan, plan
+    assert plan.startswith("Update on outbox") and "rows=20 loops=1" in plan.split("\n")[0], plan  # the limit held
