@@ -131,8 +131,8 @@ class OutboxWorker:
             concurrency: Connector calls in flight at once (rows of one ticket go one by one).
             on_dead: Called (sync or async) after a row was dead-lettered; errors are logged.
             rng: Source of jitter (seed it in tests).
-            bookkeeping: Sessions for the worker's one-statement records (claims, delivered marks,
-                retries); default ``sessionmaker``. ``serve`` gives it autocommit connections that skip
+            bookkeeping: Sessions for the worker's one-statement records on its hot path (claims,
+                delivered marks); default ``sessionmaker``. ``serve`` gives it autocommit connections that skip
                 the WAL-flush wait on PostgreSQL (:func:`storage.db.make_engine`). Dead letters and their
                 admin alert are two statements in one transaction: always ``sessionmaker``.
         """
@@ -165,8 +165,9 @@ class OutboxWorker:
         return [None] * len(deliveries)
 
     async def _write_ops(self, ops: Sequence[_Op]) -> list[Any]:
-        """Retries (one statement each): a batch in one transaction, or one by one on autocommit."""
-        async with self._books() as session, session.begin():
+        """Retries, a batch in one transaction (rare, so on the durable pool: were a batch to fail
+        half-way on autocommit connections, the rows retried one by one would count twice)."""
+        async with self._sessionmaker() as session, session.begin():
             return [await op(session) for op in ops]
 
     def wake(self) -> None:

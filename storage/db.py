@@ -73,7 +73,7 @@ def make_engine(url: str, *, pool_size: int = 10, bookkeeping: bool = False) -> 
     """Create the async engine for ``url`` (normalised first).
 
     ``bookkeeping=True`` (PostgreSQL only; on SQLite it changes nothing): an engine for the outbox
-    worker's own records (claims, delivered marks, retries), each of which is one statement. Its
+    worker's hot-path records (claims, delivered marks), each of which is one statement. Its
     connections autocommit every statement (no BEGIN and COMMIT round trips), do not wait for the
     WAL flush, carry the claim's planner settings (:data:`BOOKKEEPING_SETTINGS`, set once per
     connection), and are not pinged at checkout: after a database restart the first claim on a dead
