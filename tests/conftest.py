@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import threading
@@ -63,6 +64,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_url" in metafunc.fixturenames:
         backends = ["sqlite"] + (["postgresql"] if os.environ.get(PG_URL_ENV) else [])
         metafunc.parametrize("db_url", backends, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_outlives_its_test() -> Iterator[None]:
+    """``handoff …`` run in-process (``bot.cli.main``) configures the root logger for the whole
+    process: a handler on the test's captured stderr, closed when the test ends. Left in place, the
+    next test that logs at DEBUG (an aiosqlite thread among others) printed "--- Logging error ---
+    I/O operation on closed file" into the suite's output. Remove such handlers and restore the level."""
+    from bot.logs import RequestIdFilter
+
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
