@@ -31,6 +31,7 @@ bench: setup  ## benchmarks; each prints its figures and targets (accuracy and r
 	-$(BIN)/python bench/slack_intake.py
 	-$(BIN)/python bench/teams_intake.py
 	-$(BIN)/python bench/replay.py
+	-$(BIN)/python bench/outbox_drain.py
 	-$(BIN)/python bench/chat_holdout.py --data bench/chat_holdout_3.jsonl
 	-$(BIN)/python bench/accuracy.py
 	-$(BIN)/python bench/redaction.py
