@@ -186,12 +186,14 @@ class OutboxWorker:
         log.info("outbox worker %s started", self.worker_id)
         inflight: set[asyncio.Task[None]] = set()
         rows_in_flight = 0
+        ids_in_flight: set[int] = set()
         freed = asyncio.Event()
 
-        def finished(task: asyncio.Task[None], rows: int) -> None:
+        def finished(task: asyncio.Task[None], group: list[ClaimedRow]) -> None:
             nonlocal rows_in_flight
             inflight.discard(task)
-            rows_in_flight -= rows
+            rows_in_flight -= len(group)
+            ids_in_flight.difference_update(job.id for job in group)
             freed.set()
 
         try:
@@ -208,11 +210,14 @@ class OutboxWorker:
                     jobs = await self._claim(want)
                 except Exception:
                     log.exception("outbox worker %s: claim failed", self.worker_id)
-                for group in _by_ticket(jobs):
+                # A row still in flight here can come back when its lease ran out meanwhile (the
+                # clock jumped, or a call outlived the lease): it is being delivered, not again.
+                for group in _by_ticket([job for job in jobs if job.id not in ids_in_flight]):
                     task = asyncio.create_task(self._deliver_group(group), name="outbox-delivery")
                     inflight.add(task)
                     rows_in_flight += len(group)
-                    task.add_done_callback(functools.partial(finished, rows=len(group)))
+                    ids_in_flight.update(job.id for job in group)
+                    task.add_done_callback(functools.partial(finished, group=group))
                 if jobs and len(jobs) == want:  # there may be more due
                     await asyncio.sleep(0)
                 elif inflight:  # nothing more due for now: new rows wake us, the end of this burst too

@@ -103,7 +103,10 @@ class StormControl:
             for i, outcome in zip(members, await self._join(session, incidents[incident_id],
                                                             [reports[i] for i in members], now)):
                 outcomes[i] = outcome
-        return [o for o in outcomes if o is not None]
+        decided = [o for o in outcomes if o is not None]
+        if len(decided) != len(reports):  # intake pairs outcomes with reports by position
+            raise RuntimeError(f"storm control decided {len(decided)} of {len(reports)} page reports")
+        return decided
 
     async def _open(self, session: AsyncSession, report: PageReport, key: str,
                     now: datetime) -> tuple[PageOutcome, Incident]:

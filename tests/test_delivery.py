@@ -504,3 +504,43 @@ async def test_run_loop_never_exceeds_its_concurrency_and_keeps_ticket_order(ses
     for n in range(10):
         mine = [k for k in order if k.startswith(f"t{n}-")]
         assert mine == [f"t{n}-{step}" for step in range(4)], mine
+
+
+async def test_run_loop_never_delivers_a_row_twice_when_its_lease_runs_out_in_flight(sessionmaker: SM) -> None:
+    """The clock jumps past the lease while a call is in flight (the storm test's injected clock did:
+    40 reports in 2 minutes). The next claim finds the row due again; the worker must not post it twice."""
+    clock = Clock()
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    @dataclass
+    class Slow:
+        kind: str = "msp"
+
+        async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+            calls.append(idempotency_key)
+            await release.wait()
+            return DeliveryResult(ok=True)
+
+    rid = await put(sessionmaker, key="k-slow")
+    w = worker(sessionmaker, clock, Slow(), lease_seconds=60, poll_interval=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    try:
+        for _ in range(200):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        clock.advance(120)  # the lease has run out; the worker polls and claims again
+        w.wake()
+        await asyncio.sleep(0.2)
+        release.set()
+        for _ in range(200):
+            if (await get_row(sessionmaker, rid)).status == "delivered":
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert calls == ["k-slow"]
