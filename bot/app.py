@@ -156,7 +156,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
     engine = db.make_engine(url, pool_size=settings.database.pool_size)
     # The worker's own records (claims, delivered marks) on connections that skip the WAL-flush wait;
     # on SQLite one engine serves all (one writer at a time either way).
-    books = engine if engine.dialect.name == "sqlite" else db.make_engine(url, pool_size=4, bookkeeping=True)
+    books = None if engine.dialect.name == "sqlite" else db.make_engine(url, pool_size=4, bookkeeping=True)
     try:
         sessionmaker = db.make_sessionmaker(engine)
         rules = ActiveRules(sessionmaker=sessionmaker, clock=clock)
@@ -168,7 +168,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                                     clock=clock, on_commit=lambda: worker.wake())
             worker = OutboxWorker(
                 sessionmaker=sessionmaker,
-                bookkeeping=db.make_sessionmaker(books) if books is not engine else None,
+                bookkeeping=db.make_sessionmaker(books) if books is not None else None,
                 connectors={**build_connectors(settings, http, sessionmaker=sessionmaker),
                             SLA_KIND: SlaWatchdog(sessionmaker=sessionmaker, clock=clock, options=SlaOptions(
                                 first_response_hours=settings.sla.msp_first_response_hours)),
@@ -213,7 +213,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                        page_actions=page_actions)
     finally:
         await engine.dispose()
-        if books is not engine:
+        if books is not None:
             await books.dispose()
 
 

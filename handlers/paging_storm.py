@@ -96,9 +96,9 @@ class StormControl:
                 joins.setdefault(incident.id, []).append(i)
                 incidents[incident.id] = incident
                 continue
-            outcome, incident = await self._open(session, report, where[1], now)
+            incident = await self._create(session, report, where[1], now)
             open_incidents[where] = incident  # later reports of this batch join it
-            outcomes[i] = outcome
+            outcomes[i] = await self._opened(session, incident, report, where[1], now)
         for incident_id, members in joins.items():
             for i, outcome in zip(members, await self._join(session, incidents[incident_id],
                                                             [reports[i] for i in members], now)):
@@ -108,13 +108,8 @@ class StormControl:
             raise RuntimeError(f"storm control decided {len(decided)} of {len(reports)} page reports")
         return decided
 
-    async def _open(self, session: AsyncSession, report: PageReport, key: str,
-                    now: datetime) -> tuple[PageOutcome, Incident]:
-        """A new incident for ``report``: paged, held (page cap) or unstaffed."""
-        incident = await self._create(session, report, key, now)
-        return await self._opened(session, incident, report, key, now), incident
-
     async def _create(self, session: AsyncSession, report: PageReport, key: str, now: datetime) -> Incident:
+        """A new incident for ``report`` (held back when the rule's page cap is reached), its ticket linked."""
         d, opts = report.decision, self.options
         held = await store.count_pages_since(session=session, rule_id=d.rule_id, since=now - HOUR) \
             >= opts.max_pages_per_hour
@@ -132,6 +127,7 @@ class StormControl:
 
     async def _opened(self, session: AsyncSession, incident: Incident, report: PageReport, key: str,
                       now: datetime) -> PageOutcome:
+        """What became of the report that opened ``incident``: paged, held (page cap) or unstaffed."""
         d, opts = report.decision, self.options
         if incident.pager == "held":
             return self._held(incident, report)

@@ -63,8 +63,14 @@ def default_sqlite_url(config_path: Path) -> str:
 
 #: Execution option of engines made with ``bookkeeping=True`` (see :func:`make_engine`).
 BOOKKEEPING = "handoff_bookkeeping"
-#: Settings of the bookkeeping connections: no WAL-flush wait, and the outbox claim's plan (see
-#: ``storage.outbox._CLAIM_SETTINGS`` for why; the other bookkeeping statements go by primary key).
+#: Settings of the bookkeeping connections, and of the outbox claim's transaction on other ones:
+#: no WAL-flush wait (see ``storage.outbox.relax_durability``), and the claim's plan whatever the
+#: statistics say: walk ix_outbox_pending_due in order and stop at the limit. A custom plan per call
+#: (the cached generic plan cannot see ``now`` or ``limit``), and no bitmap scan, sort or sequential
+#: scan: when the backlog grows faster than autovacuum's ANALYZE notices (a burst on a young table),
+#: the planner expected 4 due rows, chose a bitmap scan and sorted all 3,400 of them, 150-480 ms per
+#: claim (auto_explain, bench/load.py at 700/s), where the index walk takes < 1 ms. The other
+#: bookkeeping statements go by primary key.
 BOOKKEEPING_SETTINGS = {"synchronous_commit": "off", "plan_cache_mode": "force_custom_plan", "enable_bitmapscan": "off",
                         "enable_sort": "off", "enable_incremental_sort": "off", "enable_seqscan": "off"}
 

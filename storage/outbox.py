@@ -13,7 +13,7 @@ from sqlalchemy import Integer, bindparam, func, or_, select, text, update
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from storage.db import BOOKKEEPING
+from storage.db import BOOKKEEPING, BOOKKEEPING_SETTINGS
 from storage.models import OUTBOX_STATUSES, OutboxRow
 
 
@@ -62,18 +62,10 @@ def _bookkeeping(conn: AsyncConnection) -> bool:
     return bool(conn.sync_connection is not None and conn.sync_connection.get_execution_options().get(BOOKKEEPING))
 
 
-# The claim's plan, whatever the statistics say: walk ix_outbox_pending_due in order and stop at the
-# limit. A custom plan per call (the cached generic plan cannot see ``now`` or ``limit``), and no
-# bitmap scan, sort or sequential scan: when the backlog grows faster than autovacuum's ANALYZE
-# notices (a burst on a young table), the planner expected 4 due rows, chose a bitmap scan and sorted
-# all 3,400 of them, 150-480 ms per claim (auto_explain, bench/load.py at 700/s), where the index walk
-# takes < 1 ms. Plus no WAL-flush wait at commit (see relax_durability). Local to the claim's
-# transaction; the worker's bookkeeping connections have them for good (storage.db.BOOKKEEPING_SETTINGS).
-_CLAIM_SETTINGS = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('enable_bitmapscan', 'off', true), "
-    "set_config('enable_sort', 'off', true), set_config('enable_incremental_sort', 'off', true), "
-    "set_config('enable_seqscan', 'off', true), set_config('synchronous_commit', 'off', true)"
-)
+# The claim's plan, whatever the statistics say (storage.db.BOOKKEEPING_SETTINGS: the settings and
+# why), local to the claim's transaction on connections that do not have them for good.
+_CLAIM_SETTINGS = text("SELECT " + ", ".join(f"set_config('{name}', '{value}', true)"
+                                             for name, value in BOOKKEEPING_SETTINGS.items()))
 
 
 class ClaimedRow(NamedTuple):
