@@ -19,6 +19,7 @@ from handlers.delivery import ALERT_KIND, DeadLetter, OutboxWorker, RetryPolicy
 from handlers.ports import DeliveryResult
 from storage import service
 from storage.models import OutboxRow
+from tests.helpers import eventually
 
 NOW = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 SM = async_sessionmaker[AsyncSession]
@@ -446,10 +447,7 @@ async def test_run_loop_keeps_delivering_while_one_row_hangs(sessionmaker: SM) -
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     try:
-        for _ in range(200):
-            if len(delivered) == 30:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(delivered) == 30)
         assert sorted(delivered) == sorted(f"k{i}" for i in range(30))  # all but the hanging one
     finally:
         release.set()
@@ -492,10 +490,7 @@ async def test_run_loop_never_exceeds_its_concurrency_and_keeps_ticket_order(ses
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     try:
-        for _ in range(500):
-            if len(order) == 80:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(order) == 80, timeout=10)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=5)
@@ -527,10 +522,7 @@ async def test_run_loop_never_delivers_a_row_twice_when_its_lease_runs_out_in_fl
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     try:
-        for _ in range(200):
-            if calls:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: calls)
         clock.advance(120)  # the lease has run out; the worker polls and claims again
         w.wake()
         await asyncio.sleep(0.2)
