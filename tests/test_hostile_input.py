@@ -43,21 +43,16 @@ from handlers.text_input import (
 )
 from handlers.tickets import TicketOptions, Tickets
 from storage.models import InboundEvent, Ticket, TicketEvent
+from tests.edge_world import edge_fakes
 from tests.fakes.bot_connector import (
     APP_ID,
-    APP_PASSWORD,
     FakeBotConnector,
     personal_message,
 )
-from tests.fakes.msp import FakeMsp
 from tests.fakes.openid import FakeOpenId
-from tests.fakes.slack_api import FakeSlackApi
 from tests.helpers import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
     command_body,
     event_body,
-    make_settings,
     signed_headers,
 )
 from tests.ticket_env import (
@@ -238,14 +233,8 @@ class World:
 
 @pytest.fixture
 async def world(db_url: str) -> AsyncIterator[World]:
-    async with FakeOpenId() as idp, FakeBotConnector(app_id=APP_ID, app_password=APP_PASSWORD) as connector, \
-            FakeSlackApi(token=BOT_TOKEN) as slack, FakeMsp() as msp:
-        settings = make_settings(
-            db_url, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack.api_base,
-            TEAMS_APP_ID=APP_ID, TEAMS_APP_PASSWORD=APP_PASSWORD, TEAMS_OPENID_URL=idp.metadata_url,
-            TEAMS_OAUTH_URL=connector.token_url(), TEAMS_CONNECTOR_URL=connector.service_url,
-            HANDOFF_MSP_URL=msp.tickets_url, HANDOFF_MSP_SECRET=MSP_SECRET,
-        )
+    async with edge_fakes(db_url, msp_secret=MSP_SECRET) as edges:
+        settings, idp, connector = edges.settings, edges.idp, edges.connector
         async with TestClient(TestServer(create_app(settings))) as client:
             yield World(client, idp, connector)
 
