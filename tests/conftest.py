@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.db import make_engine, make_sessionmaker, upgrade
+from tests.helpers import pg_execute
 
 T = TypeVar("T")
 
@@ -47,17 +48,6 @@ def run_in_thread(make_coro: Callable[[], Awaitable[T]]) -> T:
     if status == "err":
         raise value
     return value  # type: ignore[no-any-return]
-
-
-async def _pg_execute(dsn: str, *statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -93,13 +83,13 @@ def _pg_test_database() -> Iterator[tuple[str, str] | None]:
     url = make_url(base)
     name = f"handoff_test_{os.getpid()}_{secrets.token_hex(3)}"
     admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    run_in_thread(lambda: _pg_execute(admin, f'CREATE DATABASE "{name}"'))
+    run_in_thread(lambda: pg_execute(admin, f'CREATE DATABASE "{name}"'))
     test_url = url.set(drivername="postgresql+asyncpg", database=name)
     dsn = test_url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         yield dsn, test_url.render_as_string(hide_password=False)
     finally:
-        run_in_thread(lambda: _pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_in_thread(lambda: pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -109,7 +99,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'handoff.db'}"
     pg = request.getfixturevalue("_pg_test_database")
     dsn, url = pg
-    run_in_thread(lambda: _pg_execute(dsn, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public"))
+    run_in_thread(lambda: pg_execute(dsn, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public"))
     return str(url)
 
 

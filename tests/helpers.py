@@ -85,3 +85,15 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 5.0, interval
         await asyncio.sleep(interval)
         value = check()
     return value
+
+
+async def pg_execute(dsn: str, *statements: str) -> None:
+    """Run ``statements`` on a PostgreSQL server outside any transaction (CREATE/DROP DATABASE)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -21,18 +21,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from tests.helpers import pg_execute
 from tests.replica_harness import free_port
-
-
-async def _execute(dsn: str, *statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -41,11 +31,11 @@ async def private_database(base_url: str, *, label: str = "replicas") -> AsyncIt
     url = make_url(base_url)
     name = f"handoff_{label}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    await _execute(admin, f'CREATE DATABASE "{name}"')
+    await pg_execute(admin, f'CREATE DATABASE "{name}"')
     try:
         yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
     finally:
-        await _execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _bin_dir() -> Path | None:

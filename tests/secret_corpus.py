@@ -169,7 +169,8 @@ def _basic(rng: random.Random) -> str:
     return base64.b64encode(f"{user}:{_password(rng)}".encode()).decode()
 
 
-def _luhn_complete(body: str) -> str:
+def luhn_complete(body: str) -> str:
+    """``body`` with the Luhn check digit that makes it a valid card number."""
     total = 0
     for i, c in enumerate(reversed(body)):
         n = int(c) * (2 if i % 2 == 0 else 1)
@@ -180,17 +181,17 @@ def _luhn_complete(body: str) -> str:
 def _card(rng: random.Random) -> str:
     issuer = rng.randrange(6)
     if issuer == 0:
-        digits = _luhn_complete("4" + _chars(rng, string.digits, 14))
+        digits = luhn_complete("4" + _chars(rng, string.digits, 14))
     elif issuer == 1:
-        digits = _luhn_complete(str(rng.randrange(51, 56)) + _chars(rng, string.digits, 13))
+        digits = luhn_complete(str(rng.randrange(51, 56)) + _chars(rng, string.digits, 13))
     elif issuer == 2:
-        digits = _luhn_complete(str(rng.randrange(2221, 2721)) + _chars(rng, string.digits, 11))
+        digits = luhn_complete(str(rng.randrange(2221, 2721)) + _chars(rng, string.digits, 11))
     elif issuer == 3:
-        digits = _luhn_complete(rng.choice(("34", "37")) + _chars(rng, string.digits, 12))
+        digits = luhn_complete(rng.choice(("34", "37")) + _chars(rng, string.digits, 12))
     elif issuer == 4:
-        digits = _luhn_complete("6011" + _chars(rng, string.digits, 11))
+        digits = luhn_complete("6011" + _chars(rng, string.digits, 11))
     else:
-        digits = _luhn_complete(str(rng.randrange(3528, 3590)) + _chars(rng, string.digits, 11))
+        digits = luhn_complete(str(rng.randrange(3528, 3590)) + _chars(rng, string.digits, 11))
     style = rng.randrange(3)
     if style == 0:
         return digits

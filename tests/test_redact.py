@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from routing.redact import KINDS, Redaction, redact
+from tests.secret_corpus import luhn_complete
 
 AWS_ID = "AKIAIOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -268,14 +269,6 @@ def test_many_secrets_scale_linearly() -> None:
 
 # --- properties ------------------------------------------------------------------------------------
 
-def _luhn_complete(body: str) -> str:
-    total = 0
-    for i, c in enumerate(reversed(body)):
-        n = int(c) * (2 if i % 2 == 0 else 1)
-        total += n - 9 if n > 9 else n
-    return body + str((10 - total % 10) % 10)
-
-
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _B64URL = _ALNUM + "-_"
 _UPPER_NUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -306,7 +299,7 @@ PLANTED = {
         lambda p: f"eyJ{p[0]}.eyJ{p[1]}.{p[2]}"), st.just("jwt {}")),
     "bearer-token": st.tuples(st.tuples(_s(_ALNUM, 10, 30), _s("0123456789", 2, 4)).map("".join),
                               st.just("Authorization: Bearer {}")),
-    "card-number": st.tuples(_s("0123456789", 14).map(lambda s: _luhn_complete("4" + s)),
+    "card-number": st.tuples(_s("0123456789", 14).map(lambda s: luhn_complete("4" + s)),
                              st.just("card {}")),
     "secret": st.tuples(st.tuples(_s(_ALNUM, 12, 30), _s("0123456789", 2, 4)).map("".join),
                         st.sampled_from(["api_key: {}", "token={}", "the secret is {}"])),
