@@ -305,3 +305,18 @@ async def warm_then_measure(conn: Any, url: str, warm: list[tuple[bytes, dict[st
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     conn.send(("done", {"latency": latency, "status": status, "elapsed": elapsed, "cpu": cpu,
                         "warm_ok": warm_status.count(200)}))
+
+
+async def recv_from(conn: Any, proc: Any, timeout: float = 300.0) -> Any:
+    """The next message from child process ``proc`` on ``conn``; raise if it died or stays silent for
+    ``timeout`` s (a benchmark must not hang on a child that crashed)."""
+    def wait() -> Any:
+        deadline = time.monotonic() + timeout
+        while not conn.poll(0.2):
+            if not proc.is_alive():
+                raise RuntimeError(f"{proc.name} exited with code {proc.exitcode} (see its traceback above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name} said nothing for {timeout:g} s")
+        return conn.recv()
+
+    return await asyncio.to_thread(wait)

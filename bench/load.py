@@ -44,7 +44,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
-from bench._common import chat_messages, percentile, verdict
+from bench._common import chat_messages, percentile, recv_from, verdict
 
 TARGET_RATE, TARGET_P99, TARGET_LAG, TARGET_RSS = 1000.0, 0.100, 2.0, 200.0
 
@@ -139,19 +139,6 @@ def _postgres_cpu_seconds() -> float:
     return total
 
 
-async def _recv(conn: Connection, proc: Any, timeout: float = 300.0) -> Any:
-    def wait() -> Any:
-        deadline = time.monotonic() + timeout
-        while not conn.poll(0.2):
-            if not proc.is_alive():
-                raise RuntimeError(f"load generator exited with code {proc.exitcode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("load generator silent")
-        return conn.recv()
-
-    return await asyncio.to_thread(wait)
-
-
 async def _pending(url: str) -> int:
     from sqlalchemy import text
 
@@ -199,12 +186,12 @@ async def scenario(label: str, url: str, replicas: int, rate: float, args: argpa
                 args=(child, [r.events_url for r in web], "".join(c for c in label if c.isalnum()), rate, args.warmup,
                       args.seconds))
             proc.start()
-            _, warm_ok = await _recv(parent, proc)
+            _, warm_ok = await recv_from(parent, proc)
             rss = {r.name: r.rss_mb() for r in group}
             cpu0 = {r.name: _cpu_seconds(r.pid) for r in group}
             others0 = (time.process_time(), _postgres_cpu_seconds())
             parent.send("go")
-            done = asyncio.ensure_future(_recv(parent, proc))
+            done = asyncio.ensure_future(recv_from(parent, proc))
             while not done.done():
                 for r in group:
                     rss[r.name] = max(rss[r.name], r.rss_mb())

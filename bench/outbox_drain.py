@@ -34,7 +34,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
-from bench._common import verdict
+from bench._common import recv_from, verdict
 
 
 def fakes_main(conn: Connection) -> None:
@@ -146,7 +146,7 @@ async def main_async(args: argparse.Namespace) -> int:
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=fakes_main, args=(child,), name="fakes", daemon=True)
     proc.start()
-    env = await asyncio.to_thread(parent.recv)
+    env = await recv_from(parent, proc, timeout=60)
     concurrency = 32
     for item in args.set or []:
         if item.startswith("delivery.concurrency="):
@@ -166,7 +166,7 @@ async def main_async(args: argparse.Namespace) -> int:
             print("PostgreSQL skipped: give --pg-url or set HANDOFF_TEST_DATABASE_URL")
     finally:
         parent.send("stop")
-        await asyncio.to_thread(parent.recv)
+        await recv_from(parent, proc, timeout=30)
         proc.join(5)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {args.tickets:,} MSP tickets = "
           f"{2 * args.tickets:,} rows (webhook to the MSP + reply in Slack); {concurrency} requests in flight; "

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, chat_messages, percentile, summarise_log, verdict, warm_then_measure  # noqa: E402
+from _common import REPO, chat_messages, percentile, recv_from, summarise_log, verdict, warm_then_measure  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-5f2b7c0e9d"
 BOT_TOKEN = "xoxb-bench-0000-token"
@@ -153,26 +153,12 @@ async def _handoff_counts(app: Any) -> dict[str, Any]:
                 "outbox": {f"{k}:{s}": n for k, s, n in rows.all()}}
 
 
-async def _recv(conn: Connection, proc: Any, timeout: float = 300.0) -> Any:
-    """The next message from a child process; raise if it died or stays silent for ``timeout`` s."""
-    def wait() -> Any:
-        deadline = time.monotonic() + timeout
-        while not conn.poll(0.2):
-            if not proc.is_alive():
-                raise RuntimeError(f"{proc.name} exited with code {proc.exitcode} (see its traceback above)")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{proc.name} said nothing for {timeout:g} s")
-        return conn.recv()
-
-    return await asyncio.to_thread(wait)
-
-
 _FAKE: list[Any] = []  # the fake Slack API process, for _ask
 
 
 async def _ask(conn: Connection, message: Any) -> Any:
     conn.send(message)
-    return await _recv(conn, _FAKE[0], timeout=30)
+    return await recv_from(conn, _FAKE[0], timeout=30)
 
 
 async def run_side(label: str, app: Any, fake: Connection, args: argparse.Namespace,
@@ -194,11 +180,11 @@ async def run_side(label: str, app: Any, fake: Connection, args: argparse.Namesp
             target=loadgen_main, args=(child, url, label, args.events, args.warmup, args.concurrency),
             name="load generator", daemon=True)
         proc.start()
-        await _recv(parent, proc)  # warm-up done
+        await recv_from(parent, proc)  # warm-up done
         fake0 = await _ask(fake, "stats")
         cpu0 = time.process_time()
         parent.send("go")
-        _, payload = await _recv(parent, proc)
+        _, payload = await recv_from(parent, proc)
         result: dict[str, Any] = dict(payload)
         result["server_cpu"] = time.process_time() - cpu0
         fake1 = await _ask(fake, "stats")
@@ -241,7 +227,7 @@ async def main_async(args: argparse.Namespace) -> int:
         fake_proc = mp.get_context("spawn").Process(target=fake_slack_main, args=(child,), name="fake Slack API", daemon=True)
         fake_proc.start()
         _FAKE[:] = [fake_proc]
-        api_base = await _recv(parent, fake_proc, timeout=60)
+        api_base = await recv_from(parent, fake_proc, timeout=60)
         try:
             results: dict[str, list[dict[str, Any]]] = {"bare": [], "handoff": []}
             for rnd in range(args.rounds):
