@@ -14,7 +14,7 @@ Runs inside intake's transaction, after the tickets are inserted. For each page 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -75,33 +75,32 @@ class StormControl:
     async def page(self, *, session: AsyncSession, reports: Sequence[PageReport], now: datetime) -> list[PageOutcome]:
         """Decide every page report of one intake transaction, in order.
 
-        Reports of one storm that arrive in the same transaction join their incident together: one
-        lookup per grouping key, and one update, one link and one history insert per incident
-        rather than five statements per report (storm control was an eighth of a replica's CPU
-        under load, most of it these joins). Each reporter still gets their own report number.
+        Set-at-a-time: one lookup for every grouping key of the batch, then the reports that join an
+        open incident join together (one update, one read-back, one link and one history insert for
+        the whole batch, whatever the number of incidents). Reports are decided in order, so a report
+        that opens an incident is joined by the later reports of its storm in the same batch. Each
+        reporter still gets their own report number. (Storm control was an eighth of a replica's CPU
+        under load with a few statements per report; a batch with reports of many storms, the case
+        in an outage, cost that many statements per incident.)
         """
         for rule_id in sorted({r.decision.rule_id for r in reports}):
             await store.lock_rule(session=session, rule_id=rule_id)
+        keys = [(report.decision.rule_id, group_key(report.decision, report.text)) for report in reports]
+        open_incidents = await store.find_open_incidents(
+            session=session, keys=set(keys), since=now - self.options.storm_window)
         outcomes: list[PageOutcome | None] = [None] * len(reports)
-        open_incidents: dict[tuple[str, str], Incident | None] = {}
         joins: dict[int, list[int]] = {}  # incident id -> indexes of the reports that join it
-        incidents: dict[int, Incident] = {}
-        for i, report in enumerate(reports):
-            where = (report.decision.rule_id, group_key(report.decision, report.text))
-            if where not in open_incidents:
-                open_incidents[where] = await store.find_open_incident(
-                    session=session, rule_id=where[0], group_key=where[1], since=now - self.options.storm_window)
-            incident = open_incidents[where]
+        for i, (report, where) in enumerate(zip(reports, keys)):
+            incident = open_incidents.get(where)
             if incident is not None:
                 joins.setdefault(incident.id, []).append(i)
-                incidents[incident.id] = incident
                 continue
             incident = await self._create(session, report, where[1], now)
             open_incidents[where] = incident  # later reports of this batch join it
             outcomes[i] = await self._opened(session, incident, report, where[1], now)
-        for incident_id, members in joins.items():
-            for i, outcome in zip(members, await self._join(session, incidents[incident_id],
-                                                            [reports[i] for i in members], now)):
+        joined = await self._join(session, {iid: [reports[i] for i in members] for iid, members in joins.items()}, now)
+        for iid, members in joins.items():
+            for i, outcome in zip(members, joined[iid]):
                 outcomes[i] = outcome
         decided = [o for o in outcomes if o is not None]
         if len(decided) != len(reports):  # intake pairs outcomes with reports by position
@@ -122,7 +121,7 @@ class StormControl:
             detail={"ticket": report.ticket, "why": d.why, "requester": requester, "rule": d.rule_id,
                     "ruleset_version": d.ruleset_version},
         )
-        await store.link_tickets(session=session, ticket_ids=[report.ticket_id], incident_id=incident.id)
+        await store.link_tickets(session=session, links={report.ticket_id: incident.id})
         return incident
 
     async def _opened(self, session: AsyncSession, incident: Incident, report: PageReport, key: str,
@@ -149,29 +148,38 @@ class StormControl:
         return PageOutcome(incident.id, "paged", f"This looks critical. Ticket {report.ticket} is with in-house IT, "
                            f"and the on-call engineer has been paged ({step.label}).")
 
-    async def _join(self, session: AsyncSession, incident: Incident, reports: Sequence[PageReport],
-                    now: datetime) -> list[PageOutcome]:
-        """``reports`` (in order) join the open ``incident``: one update, one link, one history insert."""
-        await store.add_report(session=session, incident_id=incident.id, now=now, count=len(reports))
-        await session.refresh(incident)  # the count in SQL: joins of other transactions are in it too
-        await store.link_tickets(session=session, ticket_ids=[r.ticket_id for r in reports], incident_id=incident.id)
-        first = str(incident.detail.get("ticket", ""))
-        if incident.status == "acknowledged":
-            state = "the on-call engineer is already working on it"
-        elif incident.pager == "held":
-            state = "the on-call team has been told"
-        else:
-            state = "the on-call engineer has already been paged"
-        numbers = range(incident.reports - len(reports) + 1, incident.reports + 1)  # each reporter's own count
-        await store.add_ticket_events(session=session, now=now, events=[{
-            "ticket_id": report.ticket_id, "kind": "subscribed", "actor": "system",
-            "text": f"Known issue: joined incident #{incident.id} ({first}); {n} reports.",
-            "detail": {"incident_id": incident.id, "group_key": incident.group_key}} for report, n in zip(reports, numbers)])
-        return [PageOutcome(incident.id, "joined",
-                            f"This is a known issue ({n} reports so far, first {first}): {state}. Ticket {report.ticket} "
-                            "is linked to it and you're subscribed: I'll tell you here when it is resolved.",
-                            internal=False)
-                for report, n in zip(reports, numbers)]
+    async def _join(self, session: AsyncSession, joins: Mapping[int, Sequence[PageReport]],
+                    now: datetime) -> dict[int, list[PageOutcome]]:
+        """Reports join open incidents (``joins``: incident id -> its reports, in order); the outcomes
+        by incident id. One update, one read-back, one link and one history insert in all."""
+        if not joins:
+            return {}
+        await store.add_reports(session=session, counts={iid: len(members) for iid, members in joins.items()}, now=now)
+        # The totals as stored: joins committed by other transactions are in them too.
+        incidents = await store.reload_incidents(session=session, incident_ids=joins.keys())
+        await store.link_tickets(session=session, links={r.ticket_id: iid for iid, members in joins.items() for r in members})
+        events: list[dict[str, Any]] = []
+        outcomes: dict[int, list[PageOutcome]] = {}
+        for iid, members in joins.items():
+            incident = incidents[iid]
+            first = str(incident.detail.get("ticket", ""))
+            if incident.status == "acknowledged":
+                state = "the on-call engineer is already working on it"
+            elif incident.pager == "held":
+                state = "the on-call team has been told"
+            else:
+                state = "the on-call engineer has already been paged"
+            numbers = range(incident.reports - len(members) + 1, incident.reports + 1)  # each reporter's own count
+            events.extend({
+                "ticket_id": report.ticket_id, "kind": "subscribed", "actor": "system",
+                "text": f"Known issue: joined incident #{incident.id} ({first}); {n} reports.",
+                "detail": {"incident_id": incident.id, "group_key": incident.group_key}} for report, n in zip(members, numbers))
+            outcomes[iid] = [PageOutcome(
+                incident.id, "joined", f"This is a known issue ({n} reports so far, first {first}): {state}. Ticket "
+                f"{report.ticket} is linked to it and you're subscribed: I'll tell you here when it is resolved.",
+                internal=False) for report, n in zip(members, numbers)]
+        await store.add_ticket_events(session=session, now=now, events=events)
+        return outcomes
 
     def _held(self, incident: Incident, report: PageReport) -> PageOutcome:
         opts = self.options

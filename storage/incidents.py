@@ -6,11 +6,11 @@ the functions that guard a race say which lock they rely on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,8 @@ from storage.models import Incident, OncallOverride, OutboxRow, Ticket, TicketEv
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
 _EVENTS = cast(Table, TicketEvent.__table__)
+_INCIDENTS = cast(Table, Incident.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
 #: Incidents that are still open (a report may join them; on-call may act on them).
 OPEN_STATUSES = ("triggered", "acknowledged")
 
@@ -39,18 +41,30 @@ async def lock_rule(*, session: AsyncSession, rule_id: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"handoff-incident:{rule_id}"})
 
 
-async def find_open_incident(
-    *, session: AsyncSession, rule_id: str, group_key: str, since: datetime
-) -> Incident | None:
-    """The newest open incident of ``rule_id`` and ``group_key`` whose last report is at or after ``since``."""
+async def find_open_incidents(
+    *, session: AsyncSession, keys: Collection[tuple[str, str]], since: datetime
+) -> dict[tuple[str, str], Incident]:
+    """For each ``(rule_id, group_key)`` of ``keys``, the newest open incident whose last report is at
+    or after ``since`` (keys without one are absent). One query for the whole batch.
+
+    The query asks for the rules and the grouping keys separately (each column an ``IN`` list, which
+    every engine serves from ``ix_incidents_rule_id_group_key_status``); pairs that were not asked
+    for are dropped here.
+    """
+    if not keys:
+        return {}
     query = (
         select(Incident)
-        .where(Incident.rule_id == rule_id, Incident.group_key == group_key,
+        .where(Incident.rule_id.in_(sorted({r for r, _ in keys})), Incident.group_key.in_(sorted({g for _, g in keys})),
                Incident.status.in_(OPEN_STATUSES), Incident.last_report_at >= since)
-        .order_by(Incident.id.desc())
-        .limit(1)
+        .order_by(Incident.id)
+        .execution_options(populate_existing=True)
     )
-    return (await session.scalars(query)).first()
+    found = {}
+    for incident in (await session.scalars(query)).all():
+        if (incident.rule_id, incident.group_key) in keys:
+            found[(incident.rule_id, incident.group_key)] = incident  # ascending ids: the newest wins
+    return found
 
 
 async def count_pages_since(*, session: AsyncSession, rule_id: str, since: datetime) -> int:
@@ -72,22 +86,34 @@ async def create_incident(*, session: AsyncSession, now: datetime, **fields: Any
     return incident
 
 
-async def add_report(*, session: AsyncSession, incident_id: int, now: datetime, count: int = 1) -> None:
-    """``count`` more reports of an incident (``reports + count`` in SQL, so concurrent joins all count)."""
-    await session.execute(
-        update(Incident).where(Incident.id == incident_id)
-        .values(reports=Incident.reports + count, last_report_at=now)
-        .execution_options(synchronize_session=False)
-    )
+_ADD_REPORTS = (
+    update(_INCIDENTS).where(_INCIDENTS.c.id == bindparam("incident_id"))
+    .values(reports=_INCIDENTS.c.reports + bindparam("count"), last_report_at=bindparam("now"))
+)
+_LINK_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(incident_id=bindparam("incident_id"))
 
 
-async def link_tickets(*, session: AsyncSession, ticket_ids: Sequence[int], incident_id: int) -> None:
-    """Set ``Ticket.incident_id`` of ``ticket_ids``."""
-    if ticket_ids:
-        await session.execute(
-            update(Ticket).where(Ticket.id.in_(list(ticket_ids))).values(incident_id=incident_id)
-            .execution_options(synchronize_session=False)
-        )
+async def add_reports(*, session: AsyncSession, counts: Mapping[int, int], now: datetime) -> None:
+    """``counts[incident_id]`` more reports of each incident, in one executemany (``reports + count`` in
+    SQL, so concurrent joins all count; the caller reads the totals back after)."""
+    if counts:
+        await (await session.connection()).execute(
+            _ADD_REPORTS, [{"incident_id": i, "count": n, "now": now} for i, n in sorted(counts.items())])
+
+
+async def link_tickets(*, session: AsyncSession, links: Mapping[int, int]) -> None:
+    """Set ``Ticket.incident_id`` to ``links[ticket_id]`` for every ticket of ``links`` (one executemany)."""
+    if links:
+        await (await session.connection()).execute(
+            _LINK_TICKET, [{"ticket_id": t, "incident_id": i} for t, i in sorted(links.items())])
+
+
+async def reload_incidents(*, session: AsyncSession, incident_ids: Collection[int]) -> dict[int, Incident]:
+    """The incidents of ``incident_ids`` as stored now (loaded objects are refreshed), by id."""
+    if not incident_ids:
+        return {}
+    query = select(Incident).where(Incident.id.in_(sorted(incident_ids))).execution_options(populate_existing=True)
+    return {incident.id: incident for incident in (await session.scalars(query)).all()}
 
 
 async def get_incident(*, session: AsyncSession, incident_id: int, for_update: bool = False) -> Incident | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +20,7 @@ from handlers.ports import Actor
 from handlers.rules_state import ActiveRules
 from routing.engine import Classifier
 from routing.model import Message
+from storage import incidents as store_incidents
 from storage.db import make_engine, make_sessionmaker, upgrade
 from storage.models import Incident, OutboxRow, Ticket
 from tests.fakes.pagerduty import FakePagerDuty
@@ -158,6 +160,47 @@ async def test_reports_of_one_transaction_join_together_each_with_its_own_number
         linked = {t.id: t.incident_id for t in await tickets(core)}
         assert sorted(linked.values()) == sorted([email.id] * 4 + [vpn.id] * 2)
         assert len(await rows(core, "pagerduty")) == 2
+
+
+async def test_reports_of_one_transaction_join_several_open_incidents(db_url: str) -> None:
+    """Joins of one transaction are written together for every incident; each reporter keeps their number."""
+    clock = Clock()
+    async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack, PAGERDUTY_ROUTING_KEY=ROUTING_KEY), clock) as core:
+        assert (await report(core, OUTAGE, user="U01")).page == "paged"
+        assert (await report(core, "the VPN is down for everyone", user="U02")).page == "paged"
+        clock.advance(minutes=5)
+        texts_in = ["the VPN is down for everyone", OUTAGE, "VPN is down for everyone here", "E-mail is down for everyone!"]
+        results = await asyncio.gather(*(report(core, t, user=f"U1{i}") for i, t in enumerate(texts_in)))
+        assert [r.page for r in results] == ["joined"] * 4
+        numbers = [r.reply.text.split("(")[1].split(" reports")[0] for r in results if r.reply is not None]
+        assert numbers == ["2", "2", "3", "3"]
+        email, vpn = await incidents(core)
+        assert (email.reports, vpn.reports) == (3, 3)
+        assert email.last_report_at == vpn.last_report_at == clock.now
+        linked = {t.id: t.incident_id for t in await tickets(core)}
+        assert sorted(linked.values()) == sorted([email.id] * 3 + [vpn.id] * 3)
+        assert len(await rows(core, "pagerduty")) == 2
+
+
+async def test_lookup_of_open_incidents_matches_rule_and_key_pairs(db_url: str) -> None:
+    """One query serves a whole batch; an incident of an asked-for rule with another rule's key is not
+    taken, nor a resolved or a stale one; of two open ones the newest wins."""
+    clock = Clock()
+    async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack), clock) as core:
+        now = clock.now
+        async with core.sessionmaker.begin() as session:
+            def make(tag: str, rule: str, key: str, status: str = "triggered", age: timedelta = timedelta()) -> Incident:
+                return Incident(rule_id=rule, group_key=key, status=status, pager="none", dedup_key=f"d-{tag}",
+                                summary=tag, created_at=now - age, last_report_at=now - age)
+            made = [make("a-email-old", "r-a", "email"), make("a-email", "r-a", "email"), make("b-vpn", "r-b", "vpn"),
+                    make("a-vpn", "r-a", "vpn"), make("b-email-done", "r-b", "email", status="resolved"),
+                    make("b-dns-stale", "r-b", "dns", age=timedelta(hours=3))]
+            session.add_all(made)
+        async with core.sessionmaker() as session:
+            found = await store_incidents.find_open_incidents(
+                session=session, keys={("r-a", "email"), ("r-b", "vpn"), ("r-b", "email"), ("r-b", "dns")},
+                since=now - timedelta(hours=1))
+        assert {k: v.summary for k, v in found.items()} == {("r-a", "email"): "a-email", ("r-b", "vpn"): "b-vpn"}
 
 
 async def test_a_resolved_incident_is_not_joined(db_url: str) -> None:
