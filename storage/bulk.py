@@ -95,6 +95,9 @@ async def enqueue_many(*, session: AsyncSession, rows: Sequence[dict[str, Any]],
     if not rows:
         return
     params = [{**_OUTBOX_DEFAULTS, "created_at": now, "next_attempt_at": now, **row} for row in rows]
+    columns = set().union(*params)
+    if any(len(p) != len(columns) for p in params):  # one executemany needs the same columns in every row
+        params = [{**dict.fromkeys(columns), **p} for p in params]
     await (await session.connection()).execute(_INSERT_OUTBOX, params)
 
 
@@ -102,10 +105,8 @@ _TICKET_DEFAULTS: dict[str, Any] = {
     "status": "open", "user_name": "", "channel_id": "", "thread_ref": None, "why": "", "terms": [],
     "redactions": [], "fail_closed": False, "conversation": None,
 }
-_OUTBOX_DEFAULTS: dict[str, Any] = {
-    "status": "pending", "attempts": 0, "ticket_id": None, "locked_until": None, "locked_by": None,
-    "delivered_at": None, "dead_at": None, "detail": None, "last_error": None, "remote_id": None,
-}
+#: Columns left out are NULL (leases, delivery, errors): not sending them saves their conversion per row.
+_OUTBOX_DEFAULTS: dict[str, Any] = {"status": "pending", "attempts": 0, "ticket_id": None}
 
 
 _MARK_DELIVERED = (
