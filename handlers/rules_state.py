@@ -4,6 +4,11 @@ The database holds every version (immutable); the newest is active. At start-up 
 ``app.yaml`` are stored as a new version when they differ from the last version imported from the
 file, so editing the file and restarting still works, while chat edits (a later feature) publish
 versions of their own. Each replica polls the newest version number and recompiles on change.
+
+A stored version this release cannot use (a limit tightened by an upgrade, say the total size of a rule
+set's regexes) does not stop the service: the newest usable version stays or, at start-up, is loaded
+instead, and the refusal is logged as an error naming both versions and what is wrong, once per version.
+Publishing a valid version (or restarting with a changed ``app.yaml``) ends it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from routing.engine import Classifier, compile_ruleset
 from routing.rules import content_hash, ruleset_from_dict, ruleset_to_dict
 from storage import service
+from storage.models import RulesetVersion
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,7 @@ class ActiveRules:
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._classifier: Classifier | None = None
+        self._refused: int | None = None  # the newest stored version, when this release cannot use it
 
     @property
     def classifier(self) -> Classifier:
@@ -62,27 +69,62 @@ class ActiveRules:
         return self.classifier
 
     async def refresh(self, *, force: bool = False) -> bool:
-        """Load the newest version if it is not the one loaded. Returns True when it changed."""
+        """Load the newest version if it is not the one loaded. Returns True when it changed.
+
+        A newest version that cannot be used is logged once and skipped: the loaded rules stay, or,
+        when none are loaded yet (start-up), the newest usable version is loaded.
+        """
         async with self._sessionmaker() as session:
             latest = await service.latest_ruleset(session=session)
         if latest is None:
             raise RuntimeError("no rule set is stored")
-        if not force and self._classifier is not None and latest.version == self._classifier.version:
+        loaded = self._classifier
+        if not force and loaded is not None and latest.version in (loaded.version, self._refused):
             return False
-        self._classifier = compile_ruleset(ruleset_from_dict(latest.content, version=latest.version))
-        log.info("rules version %d active (%d rules)", latest.version, self._classifier.rule_count)
+        try:
+            classifier = _compiled(latest)
+        except ValueError as exc:
+            self._refused = latest.version
+            if loaded is not None and not force:
+                log.error("stored rules version %d cannot be used (%s); keeping version %d",
+                          latest.version, exc, loaded.version)
+                return False
+            classifier = await self._newest_usable(below=latest.version)
+            log.error("stored rules version %d cannot be used (%s); using version %d, the newest that can",
+                      latest.version, exc, classifier.version)
+        if loaded is not None and classifier.version == loaded.version:
+            return False
+        self._classifier = classifier
+        log.info("rules version %d active (%d rules)", classifier.version, classifier.rule_count)
         return True
+
+    async def _newest_usable(self, *, below: int, depth: int = 50) -> Classifier:
+        async with self._sessionmaker() as session:
+            older = [v for v in await service.list_rulesets(session=session, limit=depth + 1) if v.version < below]
+        for version in older:
+            try:
+                return _compiled(version)
+            except ValueError:
+                continue
+        raise RuntimeError(f"none of the newest {depth + 1} stored rule set versions can be used; "
+                           "fix app.yaml and restart (it is stored as a new version)")
 
     async def watch(self, stop: asyncio.Event, *, interval: float = 2.0) -> None:
         """Poll for a newer version until ``stop`` is set, so every replica follows within seconds."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if stop.is_set():
                 return
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - keep the last good rules; the DB may be restarting
+            except Exception:  # keep the last good rules; the DB may be restarting
                 log.warning("could not refresh rules; keeping version %s", self.version, exc_info=True)
+
+
+def _compiled(stored: RulesetVersion) -> Classifier:
+    """The classifier of a stored version; ``ValueError`` (a :class:`~routing.rules.RuleSetError`) when
+    this release refuses it."""
+    return compile_ruleset(ruleset_from_dict(stored.content, version=stored.version))

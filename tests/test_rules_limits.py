@@ -165,6 +165,65 @@ async def test_rules_import_of_too_many_regexes_tells_the_admin(admin: RulesAdmi
         assert await rules_admin.get_draft(session=session, owner="slack:U0ALICE") is None
 
 
+# --- a stored version this release cannot use ------------------------------------------------------
+
+#: As stored by a release with a limit this one does not have: a thousand regexes, over today's total.
+TOO_MANY = routing_of(alternations(1_000))
+
+
+async def _store(sessionmaker: async_sessionmaker[AsyncSession], content: dict[str, Any], note: str) -> int:
+    from storage import service
+
+    async with sessionmaker.begin() as session:
+        saved = await service.save_ruleset(session=session, content=content, content_hash=note, source="chat",
+                                           author="slack:U0ALICE", note=note, now=datetime(2026, 11, 28, tzinfo=UTC))
+        return saved.version
+
+
+async def test_start_up_skips_a_stored_version_this_release_refuses(
+        sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture) -> None:
+    """An upgrade that tightens a limit (or a downgrade after rules used a newer feature) must not stop
+    the service: it starts on the newest version it can use, and says which one it refused and why."""
+    routing = yaml.safe_load(APP_YAML.read_text(encoding="utf-8"))["routing"]
+    first = ActiveRules(sessionmaker=sessionmaker, clock=lambda: datetime(2026, 11, 28, tzinfo=UTC))
+    await first.sync_from_file(routing)
+    good = first.version
+    bad = await _store(sessionmaker, TOO_MANY, "stored by another release")
+    restarted = ActiveRules(sessionmaker=sessionmaker, clock=lambda: datetime(2026, 11, 28, tzinfo=UTC))
+    with caplog.at_level("ERROR", logger="handlers.rules_state"):
+        await restarted.sync_from_file(routing)
+    assert restarted.version == good < bad
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"version {bad} cannot be used" in record.getMessage()
+    assert "too many or too large regexes in total" in record.getMessage()
+    assert f"using version {good}" in record.getMessage()
+
+
+async def test_a_running_replica_keeps_its_rules_logs_once_and_takes_the_next_good_version(
+        sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture) -> None:
+    rules = ActiveRules(sessionmaker=sessionmaker, clock=lambda: datetime(2026, 11, 28, tzinfo=UTC))
+    await rules.sync_from_file(yaml.safe_load(APP_YAML.read_text(encoding="utf-8"))["routing"])
+    good = rules.version
+    bad = await _store(sessionmaker, TOO_MANY, "stored by another release")
+    with caplog.at_level("ERROR", logger="handlers.rules_state"):
+        assert await rules.refresh() is False
+        assert await rules.refresh() is False  # polled again: already reported
+    assert rules.version == good
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.levelname == "ERROR"] == [
+        f"stored rules version {bad} cannot be used"]
+    fixed = await _store(sessionmaker, routing_of(alternations(3)), "fixed")
+    assert await rules.refresh() is True
+    assert rules.version == fixed
+
+
+async def test_with_no_usable_version_start_up_fails_saying_what_to_do(
+        sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await _store(sessionmaker, TOO_MANY, "stored by another release")
+    rules = ActiveRules(sessionmaker=sessionmaker, clock=lambda: datetime(2026, 11, 28, tzinfo=UTC))
+    with pytest.raises(RuntimeError, match="fix app.yaml and restart"):
+        await rules.refresh(force=True)
+
+
 # --- classify never raises for a validated rule set -------------------------------------------------
 
 WINDOWED = ruleset_from_dict({
