@@ -76,8 +76,8 @@ async def _fill(core: Any, tickets: int) -> int:
 
 
 async def run_worker(url: str, env: dict[str, str], tickets: int, overrides: list[str]) -> dict[str, Any]:
-    from bot.app import open_core, tune_gc, utcnow
     from bot.config import load_settings
+    from bot.core import open_core, tune_gc, utcnow
     from tests.replica_harness import write_config
 
     with tempfile.TemporaryDirectory(prefix="handoff-drain-") as tmp:

@@ -168,7 +168,7 @@ async def run_side(label: str, app: Any, fake: Connection, args: argparse.Namesp
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    from bot.app import tune_gc
+    from bot.core import tune_gc
 
     tune_gc()  # what `handoff serve` does after start-up; applied to both sides alike
     try:

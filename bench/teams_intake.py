@@ -182,7 +182,7 @@ def edge_only_app(world: dict[str, Any], database_url: str) -> Any:
     import aiohttp
     from aiohttp import web
 
-    from bot.app import utcnow
+    from bot.core import utcnow
     from bot.metrics import Metrics
     from bot.teams import HandoffTeamsBot, TeamsEdge
     from bot.teams_auth import SigningKeys, TokenValidator
@@ -229,7 +229,7 @@ async def run_side(label: str, app: Any, world_conn: Connection, world: dict[str
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    from bot.app import tune_gc
+    from bot.core import tune_gc
 
     tune_gc()  # what `handoff serve` does after start-up; applied to both sides alike
     try:
@@ -299,7 +299,7 @@ async def intake_alone(world: dict[str, Any], database_url: str, n: int, concurr
     """``Intake.handle`` with ``concurrency`` callers, no HTTP, no edge, no outbox worker running."""
     import json
 
-    from bot.app import open_core, utcnow
+    from bot.core import open_core, utcnow
     from bot.teams_cards import parse_activity
     from handlers.intake import Inbound
 

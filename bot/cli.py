@@ -103,7 +103,8 @@ def _safe_url(url: str) -> str:
 def _serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from bot.app import create_app, tune_gc
+    from bot.app import create_app
+    from bot.core import tune_gc
 
     host, port = settings.server.host, settings.server.port
     log.info("handoff on http://%s:%d (database %s)", host, port, _safe_url(settings.database_url))
@@ -123,7 +124,7 @@ async def _worker(settings: Settings) -> int:
     Nothing in this process commits rows, so nothing wakes the worker: it polls every
     ``delivery.separate_poll_interval_seconds`` while idle (a busy worker claims batch after batch).
     """
-    from bot.app import open_core, tune_gc, utcnow
+    from bot.core import open_core, tune_gc, utcnow
 
     d = settings.delivery
     settings = settings.model_copy(update={"delivery": d.model_copy(
@@ -147,7 +148,7 @@ async def _classify(settings: Settings, args: argparse.Namespace, stdin: TextIO,
     if args.rules_file:
         classifier = compile_ruleset(settings.ruleset())
     else:
-        from bot.app import open_core, utcnow
+        from bot.core import open_core, utcnow
 
         async with open_core(settings, clock=utcnow) as core:
             classifier = core.rules.classifier
@@ -184,7 +185,7 @@ async def _classify(settings: Settings, args: argparse.Namespace, stdin: TextIO,
 
 
 async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
-    from bot.app import open_core, utcnow
+    from bot.core import open_core, utcnow
     from handlers.intake import Inbound
     from handlers.ports import Actor
     from storage import service

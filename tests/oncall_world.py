@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 
 from sqlalchemy import func, select
 
-from bot.app import Core, open_core
 from bot.config import Settings
 from bot.config_oncall import Person, RotationConfig
+from bot.core import Core, open_core
 from handlers.intake import Inbound, IntakeResult
 from storage.models import Incident, OutboxRow, Ticket, TicketEvent
 from tests.fakes.slack_api import FakeSlackApi

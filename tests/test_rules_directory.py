@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import _rules_admin
+from bot.core import rules_admin
 from bot.config import load_settings
 from bot.connectors.teams import BotTokenProvider
 from bot.directory import GRAPH_SCOPE, GraphGroupDirectory, PlatformDirectory, SlackGroupDirectory
@@ -249,7 +249,7 @@ async def test_teams_group_admin_through_app_wiring_and_graph_403_is_audited(
         clock = lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # noqa: E731
         rules = ActiveRules(sessionmaker=sessionmaker, clock=clock)
         await rules.sync_from_file(yaml.safe_load(APP_YAML.read_text(encoding="utf-8"))["routing"])
-        admin = _rules_admin(settings, sessionmaker=sessionmaker, rules=rules, http=http, clock=clock)
+        admin = rules_admin(settings, sessionmaker=sessionmaker, rules=rules, http=http, clock=clock)
 
         carol = Actor("teams", CAROL_AAD, "carol")
         graph.granted = False  # the app has no GroupMember.Read.All yet: even a member is refused

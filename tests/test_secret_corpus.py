@@ -27,7 +27,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import inspect, select, text
 
-from bot.app import CLOCK, CORE, Clock, create_app
+from bot.app import CLOCK, CORE, create_app
+from bot.core import Clock
 from bot.logs import setup_logging
 from routing.redact import KINDS, redact
 from storage.models import OutboxRow, Ticket

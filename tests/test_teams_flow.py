@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, text
 
-from bot.app import CORE, create_app, utcnow
+from bot.app import CORE, create_app
+from bot.core import utcnow
 from storage import service
 from storage.models import ConversationRef, InboundEvent, OutboxRow, Ticket
 from tests.fakes.bot_connector import (
