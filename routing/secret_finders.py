@@ -1,4 +1,7 @@
-"""The detectors behind :func:`routing.redact.redact`: RE2 patterns, labels and validators.
+"""The detectors behind :func:`routing.redact.redact`: RE2 patterns and labels.
+
+What a value after a label must not be (prose, addresses, dates) is decided in
+:mod:`routing.secret_values`; payment card numbers are found by :mod:`routing.secret_cards`.
 
 Each entry of :data:`FINDERS` is ``(trigger literals, case-insensitive?, finder)``, in priority
 order: an earlier detector wins an overlap. A finder yields byte spans with their kind.
@@ -13,101 +16,20 @@ from typing import Any
 
 import re2
 
+from routing.secret_cards import cards
+from routing.secret_values import (
+    PIN,
+    STOP_WORDS_B,
+    TEMPLATE,
+    is_stop,
+    looks_strong,
+    token_like,
+    value_span,
+)
+
 Hit = tuple[int, int, str]  # byte start, byte end, kind
 Finder = Callable[[bytes], Iterator[Hit]]
 Match = Any  # re2's match objects are untyped
-
-
-# --- what a value must not be ----------------------------------------------------------------------
-_STOP = frozenset("""
-a an the my your his her their our its it this that these those which what who where when why how
-i me we you he she they him them us mine yours there here not no none nil null n/a na nothing
-empty blank missing unknown wrong incorrect invalid valid correct right ok okay fine good bad weak
-strong same different similar identical new old current previous temporary temp default expired
-expiring expire expires expiry expiration locked blocked disabled enabled reset resets resetting
-changed change changing required needed necessary mandatory urgent pending done broken working still
-also already now currently just again too very really probably definitely being getting going showing
-set sent and or but so if then else for from in on at to of by with without about after before
-during into over out up down off gone due because since as like than please pls plz help thanks thank
-regards hi hello dear team user username userid login logon logged account email mail outlook erp sap
-vpn windows skype teams office portal system server tool manager management policy field prompt screen
-box window page link length history requirements complexity attempt attempts issue issues problem
-error errors failure failed fail fails case sensitive complex short long simple easy hard secure
-insecure compromised known forgotten forgot lost asked requested fixed updated sync synced
-synchronized synchronised accepted rejected recognized recognised allowed able unable possible
-impossible supposed meant yes true false given provided shown displayed entered typed masked hidden
-encrypted protected stored saved cached remembered will would should could can cannot can't won't
-doesn't isn't wasn't don't didn't does did do has have had be been is was are were am etc something
-anything everything unique only always never sometimes usually every each all any some both either
-neither one two three first last next above below attached following exactly mentioned whatever
-password passwords passwort pw pwd pass passcode credential credentials secret secrets token tokens
-key keys code pin hash unchanged unavailable accepting today tomorrow yesterday soon later again
-blokker blockiert bloqueado bloqué bloque geblokkeerd nicht kein keine falsch richtig korrekt
-abgelaufen gesperrt ungültig gültig neu alt leer vergessen geändert zurückgesetzt gleich identisch
-das der die dem den ein eine einer mein meine dein sein ihr noch schon jetzt nun immer auch bereits
-im zu seit wieder weg unbekannt und oder aber bitte
-incorrecta incorrecto correcta correcto nueva nuevo vieja viejo caducada caducado bloqueada bloqueado
-expirada expirado vencida vencido olvidada inválida invalida válida valida errónea erronea
-incorrect incorrecte correcte expiré expirée expire bloqué bloquée oublié oubliée nouveau nouvelle ancien
-ancienne changé changée invalide valide
-scaduta scaduto sbagliata sbagliato errata errato bloccata bloccato nuova nuovo vecchia vecchio corretta
-corretto dimenticata cambiata non
-inválido errada errado nova novo antiga antigo correta correto esquecida alterada
-""".split())  # noqa: SIM905 - a word list reads better as text
-_STOP_B = frozenset(w.encode() for w in _STOP)
-_STATE_SUFFIXES = ("ed", "ing", "ly", "tion", "ment", "able", "ible", "ness")
-_MASK_CHARS = frozenset("*x•●#.?-_X")
-_SYMBOLS = frozenset("!@#$%^&*()-_=+[]{}|;:,.<>/?~`'\"\\")
-_OPEN_CLOSE = {'"': '"', "'": "'", "“": "”", "‘": "’", "`": "`", "«": "»", "„": "“", "(": ")",
-               "[": "]", "<": ">", "{": "}"}
-_EMAIL_OR_URL = re2.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}|[a-z][a-z0-9+.-]*://\S*")
-_NOT_A_SECRET = re2.compile(r"[A-Za-z]+(?:[-'/_][A-Za-z]+)*|[A-Za-z]+_[0-9]+|"
-                            r"[0-9]+(?:[./:-][0-9]+)+|v?[0-9]+(?:\.[0-9a-z]+)+")
-_TEMPLATE = re2.compile(r"(?i)[(<{\[][ \t]*(?:your|new|old|the|user|pass|pwd|login|name|ticket)")
-_PIN = re2.compile(r"[0-9]{4,12}")
-
-
-def _is_stop(value: str) -> bool:
-    low = value.lower().rstrip(".!?")
-    if not low or low in _STOP or "[redacted:" in low or set(low) <= _MASK_CHARS:
-        return True
-    if ("@" in low or "://" in low) and _EMAIL_OR_URL.fullmatch(low):
-        return True  # an e-mail address or a URL is not the password itself
-    return low.isalpha() and low.isascii() and low.endswith(_STATE_SUFFIXES)
-
-
-def _looks_strong(value: str, *, min_len: int = 6) -> bool:
-    """Letters mixed with digits or symbols: how a password or token looks, unlike prose."""
-    value = value.lstrip("-([{<\"'").rstrip(".,;:!?)]}>\"'")
-    if len(value) < min_len or _is_stop(value) or not any(c.isalpha() for c in value):
-        return False
-    mixed_case = any("a" <= c <= "z" for c in value) and any("A" <= c <= "Z" for c in value)
-    if not (any(c.isdigit() or c in _SYMBOLS for c in value) or (mixed_case and len(value) >= 10)):
-        return False
-    return _NOT_A_SECRET.fullmatch(value) is None  # hyphenated words, SID_34, dates, versions
-
-
-def _token_like(v: str, min_len: int = 8) -> bool:
-    """A value after "Bearer" or "api_key:": anything token-shaped but a word, date or version."""
-    core = v.strip(".,;:!?()[]{}<>\"'")
-    if len(core) < min_len or " " in core or _is_stop(core) or _NOT_A_SECRET.fullmatch(core):
-        return False
-    return not core.isalpha() or (len(core) >= 20 and core.lower() != core)
-
-
-def _value_span(b: bytes, s: int, e: int) -> tuple[int, int, str, bool]:
-    """Trim a raw value: unwrap quotes/brackets, drop trailing ``,;:`` and unbalanced closers."""
-    v = b[s:e].decode("utf-8", "replace")
-    if len(v) >= 3 and v[0] in _OPEN_CLOSE:
-        close = v.find(_OPEN_CLOSE[v[0]], 1)
-        if close > 1 and v[close + 1:].strip(".,;:!?") == "":
-            start = s + len(v[0].encode())
-            return start, start + len(v[1:close].encode()), v[1:close], True
-    while v and (v[-1] in ",;:" or (v[-1] in ")]}>\"'”’" and v.count(v[-1]) > sum(
-            v.count(o) for o, c in _OPEN_CLOSE.items() if c == v[-1] and o != c))):
-        e -= len(v[-1].encode())
-        v = v[:-1]
-    return s, e, v, False
 
 
 # --- patterns ---------------------------------------------------------------------------------------
@@ -170,9 +92,6 @@ _AWS_LABELLED = (
 _AWS_SECRET_SHAPE = re2.compile(r"[A-Za-z0-9/+]{40}")
 _AZURE_KEY_SHAPE = re2.compile(r"[A-Za-z0-9+/]{86}==")
 _B64_RUN = re2.compile(r"[A-Za-z0-9/+=]{40,}")
-_CARD_RUN = re2.compile(r"[0-9](?:[ -]?[0-9]){12,}")  # maximal digit runs with 13+ digits
-_CARD_CONTEXT = re2.compile(r"(?i)card|credit|debit|visa|master|amex|american express|discover|"
-                            r"\bcc\b|cvv|cvc|karte|carte|tarjeta|payment")
 _PLACEHOLDER = re2.compile(r"\[redacted:[a-z-]+\]")
 
 
@@ -213,9 +132,9 @@ def _password(m: Match, b: bytes) -> Hit | None:
 
 
 def _password_rev(m: Match, b: bytes) -> Hit | None:
-    s, e, v, _ = _value_span(b, *m.span(1))
+    s, e, v, _ = value_span(b, *m.span(1))
     label = b[m.start(2):m.end(2)].lower()
-    ok = _looks_strong(v) or (label in (b"pin", b"passcode") and _PIN.fullmatch(v) is not None)
+    ok = looks_strong(v) or (label in (b"pin", b"passcode") and PIN.fullmatch(v) is not None)
     return (s, e, "password") if ok and s < e else None
 
 
@@ -230,12 +149,12 @@ def _it_to(b: bytes) -> Iterator[Hit]:
     Not "set it to 1920x1080", "changed it to Office2019" (a product name reads the same as "Welcome1").
     """
     for m in _IT_TO.finditer(b):
-        s, e, v, _ = _value_span(b, *m.span(2))
+        s, e, v, _ = value_span(b, *m.span(2))
         v = v.rstrip(".!?")
         e = s + len(v.encode())
         shaped = any(c in "!@#$%^&*+=~" for c in v) or (b[m.start(1):m.end(1)].lower() == b"reset" and any(
             c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v))
-        if shaped and _looks_strong(v):
+        if shaped and looks_strong(v):
             yield s, e, "password"
 
 
@@ -254,11 +173,11 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
     vs, ve = value
     label = b[label_span[0]:label_span[1]].lower()
     multi = any(w in label for w in _MULTIWORD)
-    if b.startswith(b"[redacted:", vs) or (not multi and b[vs:ve].lower().rstrip(b".,;:!?") in _STOP_B):
+    if b.startswith(b"[redacted:", vs) or (not multi and b[vs:ve].lower().rstrip(b".,;:!?") in STOP_WORDS_B):
         return None  # the common case: "password is expired"
     words = b[filler[0]:filler[1]].lower().split()
     sep = b[sep_span[0]:sep_span[1]].strip(b" \t\"'").lower()
-    s, e, v, quoted = _value_span(b, vs, ve)
+    s, e, v, quoted = value_span(b, vs, ve)
     strong = sep not in (b"", b"-", b"|") and not sep.startswith(_WEAK_SEPS) and not sep.endswith(_WEAK_SEPS)
     if (words and not strong and sep not in (b"to", b"auf")) or (
             (label == b"pass" or b"cred" in label) and sep not in _PLAIN_SEPS):
@@ -271,24 +190,24 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
         e = _clause_end(b, s)  # "passphrase: correct horse battery staple", "creds: bob / Hunter22"
         v = b[s:e].decode("utf-8", "replace")
         parts = v.replace("/", " ").replace(":", " ").split()
-        if all(_is_stop(w) for w in parts) or (
-                b"cred" in label and not any(_looks_strong(w, min_len=4) for w in parts)):
+        if all(is_stop(w) for w in parts) or (
+                b"cred" in label and not any(looks_strong(w, min_len=4) for w in parts)):
             return None
         return s, e, "password"
     if not quoted and sep == b"=" and (q := _QUERY_TAIL.search(v)) is not None:
         v = v[:q.start()]  # "password=X&user=bob": the query string goes on
         e = s + len(v.encode())
     if label.startswith(b"pin"):  # "pin: 4821", "unlock pin 4821", "pin is X1y2"; never "pin the issue"
-        ok = _PIN.fullmatch(v) is not None or (strong and _looks_strong(v, min_len=4))
+        ok = PIN.fullmatch(v) is not None or (strong and looks_strong(v, min_len=4))
     elif label.startswith(b"passc"):  # a passcode may be digits only, or read like a password
-        ok = _PIN.fullmatch(v) is not None or (strong and len(v) >= 4 and not _is_stop(v)) or _looks_strong(v)
+        ok = PIN.fullmatch(v) is not None or (strong and len(v) >= 4 and not is_stop(v)) or looks_strong(v)
     elif quoted:
-        ok = len(v) >= 3 and not all(_is_stop(w) for w in v.split())
+        ok = len(v) >= 3 and not all(is_stop(w) for w in v.split())
     elif strong:
-        ok = len(v) >= 4 and not _is_stop(v)
+        ok = len(v) >= 4 and not is_stop(v)
     else:
-        ok = _looks_strong(v)
-    if not ok or s >= e or _TEMPLATE.search(v):
+        ok = looks_strong(v)
+    if not ok or s >= e or TEMPLATE.search(v):
         return None
     near = _near(b, s, e) if sep == b"=" else b""
     azure = b"windows.net" in near or b"azure" in near  # Password= in an Azure connection string
@@ -298,15 +217,15 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
 def _secret(m: Match, b: bytes) -> Hit | None:
     has_sep = m.start(3) >= 0
     vs, ve = m.span(3 if has_sep else 4)
-    if b[vs:ve].lower().rstrip(b".,;:!?") in _STOP_B:
+    if b[vs:ve].lower().rstrip(b".,;:!?") in STOP_WORDS_B:
         return None
     label = b[m.start(1):m.end(1)].decode("ascii", "replace").lower()
-    s, e, v, quoted = _value_span(b, vs, ve)
+    s, e, v, quoted = value_span(b, vs, ve)
     if has_sep:
-        ok = _looks_strong(v) or _token_like(v) or (
-            quoted and len(v) >= 8 and not all(_is_stop(w) for w in v.split()))
+        ok = looks_strong(v) or token_like(v) or (
+            quoted and len(v) >= 8 and not all(is_stop(w) for w in v.split()))
     else:  # "api key abc123..." with no separator: only long token-shaped values
-        ok = len(v) >= 16 and _looks_strong(v)
+        ok = len(v) >= 16 and looks_strong(v)
     return (s, e, _secret_kind(label, v, b, s, e)) if ok and s < e else None
 
 
@@ -355,48 +274,6 @@ def _basic_credentials(v: str) -> bool:
     return b":" in raw and len(raw) >= 3 and all(32 <= c < 127 for c in raw)
 
 
-_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
-
-
-def _luhn(d: str) -> bool:
-    return (sum(int(c) for c in d[-1::-2]) + sum(_DOUBLED[int(c)] for c in d[-2::-2])) % 10 == 0
-
-
-def _issuer_ok(d: str) -> bool:
-    n, p2, p4 = len(d), int(d[:2]), int(d[:4])
-    return ((d[0] == "4" and n in (13, 16, 19)) or (51 <= p2 <= 55 and n == 16)
-            or ((2221 <= p4 <= 2720 or 2200 <= p4 <= 2204) and n == 16)
-            or (p2 in (34, 37) and n == 15) or (3528 <= p4 <= 3589 and n >= 16)
-            or ((300 <= int(d[:3]) <= 305 or p2 in (36, 38, 39)) and n >= 14)
-            or p2 == 50 or 56 <= p2 <= 69)
-
-
-def _cards(b: bytes) -> Iterator[Hit]:
-    """13-19 digits, grouped like a card, passing Luhn, with a card issuer prefix or "card" nearby."""
-    for m in _CARD_RUN.finditer(b):
-        s, e = m.span()
-        before, after, after2 = b[s - 1:s], b[e:e + 1], b[e + 1:e + 2]
-        if before and (before.isalnum() or before in b"_+.,/\\-$"):
-            continue  # inside a word, a decimal, a path or a phone number (+49 ...)
-        if after and (after.isalnum() or after == b"_" or (after in b".,:" and after2.isdigit())):
-            continue
-        groups = b[s:e].decode("ascii").replace("-", " ").split(" ")
-        sizes = [len(g) for g in groups]
-        if len(groups) == 1 or sizes in ([4, 6, 5], [4, 6, 4]) or (
-                len(sizes) >= 3 and all(x == 4 for x in sizes[:-1]) and 1 <= sizes[-1] <= 4):
-            spans = [(s, e, "".join(groups))]
-        else:  # a table or a hex dump: only a group long enough to be a card on its own
-            spans, o = [], s
-            for g in groups:
-                if len(g) >= 13:
-                    spans.append((o, o + len(g), g))
-                o += len(g) + 1
-        for gs, ge, d in spans:
-            if 13 <= len(d) <= 19 and _luhn(d) and b"imei" not in b[max(0, gs - 60):gs].lower() and (
-                    _issuer_ok(d) or _CARD_CONTEXT.search(b[max(0, gs - 60):gs])):
-                yield gs, ge, "card-number"
-
-
 _PW_TRIGGERS = (b"pass", b"pw", b"p/w", b"pin", b"kennwort", b"mot de passe", b"contrase", b"senha",
                 b"wachtwoord", b"cred", b"wifi", b"wi-fi", b"wpa", b"network key", b"psk", b"shared key")
 # (trigger literals, triggers case-insensitive?, finder) in priority order: earlier wins an overlap.
@@ -432,13 +309,13 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
         r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}", "secret")),
     ((b"://",), False, _simple(
         r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@?#,\[\]]+:([^\s:/@?#,\[\]]+)@", "password", 1)),
-    ((b"",), False, _cards),
+    ((b"",), False, cards),
     ((b"authori",), True, _simple(
         r"(?i)\b(?:proxy-)?authori[sz]ation[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:bearer|basic|token|"
         r"digest|negotiate|ntlm|sharedkey|apikey|sso-key)[ \t]+)?([A-Za-z0-9._~+/:=-]+)",
-        "bearer-token", 1, _token_like)),
+        "bearer-token", 1, token_like)),
     ((b"bearer",), True, _simple(r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]+=*)", "bearer-token", 1,
-                                 _token_like)),
+                                 token_like)),
     ((b"basic",), True, _simple(r"(?i)\bbasic[ \t]+([A-Za-z0-9+/]{8,}={0,2})", "bearer-token", 1,
                                 _basic_credentials)),
     ((b"mysql", b"sshpass", b"curl"), False, _simple(  # command lines with the password in them
