@@ -338,7 +338,8 @@ async def cloud_adapter_figures(world: dict[str, Any], n: int, fresh: list[str])
     from botbuilder.schema import Activity
     from botframework.connector.auth import ChannelValidation
 
-    from bot.teams_auth import SigningKeys, TokenValidator, ValidatedAuthentication
+    from bot.teams_auth import SigningKeys, TokenValidator
+    from bot.teams_botframework import ValidatedAuthentication
 
     header = f"Bearer {world['token']}"
     texts = chat_messages(100, seed=5)

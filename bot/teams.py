@@ -24,10 +24,10 @@ so our own token check (:mod:`bot.teams_auth`, aiohttp, no blocking ``requests``
 state) plugs in without patching. Its one problem is cost: with the stock authentication every
 activity builds a new ``ConnectorClient`` and ``TokenApiClient``, and each runs msrest's
 ``ClientRetryPolicy.__init__`` (999 status codes scanned against a 500-item list, ~7 ms): ~50-90
-activities/s. Our :class:`~bot.teams_auth.ValidatedAuthentication` keeps one connector client per
+activities/s. Our :class:`~bot.teams_botframework.ValidatedAuthentication` keeps one connector client per
 service URL (as ``BotFrameworkAdapter``'s ``_connector_client_cache`` does) and needs no token API
 client; ``bench/teams_intake.py`` shows before and after. The connector clients botbuilder gets
-refuse to send (:class:`~bot.teams_auth.OutboxOnlyCredentials`): replies go through the outbox and
+refuse to send (:class:`~bot.teams_botframework.OutboxOnlyCredentials`): replies go through the outbox and
 :class:`bot.connectors.teams.TeamsConnector`, never inline.
 """
 
@@ -54,12 +54,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
 from bot.page_cards import BadButton, PagePress, card_action, page_card
-from bot.teams_auth import (
-    AuthUnavailable,
-    TeamsAuthError,
-    TokenValidator,
-    ValidatedAuthentication,
-)
+from bot.teams_auth import AuthUnavailable, TeamsAuthError, TokenValidator
+from bot.teams_botframework import ValidatedAuthentication
 from bot.teams_cards import CARD_TYPE, BadActivity, TeamsActivity, parse_activity
 from bot.teams_refs import ConversationBook
 from handlers.commands import Actor, CommandRouter

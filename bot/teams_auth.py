@@ -1,4 +1,5 @@
-"""Inbound Bot Framework tokens, checked on the event loop; and the authentication botbuilder runs on.
+"""Inbound Bot Framework tokens, checked on the event loop (the authentication object botbuilder
+runs on, built on this validator, is :mod:`bot.teams_botframework`).
 
 As the Bot Framework authentication spec asks, we check the JWT's signature against a key of the
 JWKS the OpenID metadata names (fetched with aiohttp, cached a day, refetched at most every five
@@ -22,17 +23,6 @@ from typing import Any
 
 import aiohttp
 import jwt
-from botbuilder.schema import Activity, CallerIdConstants
-from botframework.connector.aio import ConnectorClient
-from botframework.connector.auth import (
-    AuthenticateRequestResult,
-    AuthenticationConstants,
-    BotFrameworkAuthentication,
-    ClaimsIdentity,
-    ConnectorFactory,
-    UserTokenClient,
-)
-from msrest.authentication import Authentication
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +30,6 @@ ISSUER = "https://api.botframework.com"
 ALGORITHMS = ("RS256", "RS384", "RS512")
 SERVICE_URL_CLAIM = "serviceurl"
 MAX_TOKEN_CHARS = 16_384
-_MAX_CLIENTS = 64
 
 
 class TeamsAuthError(Exception):
@@ -281,114 +270,3 @@ class TokenValidator:
             raise TeamsAuthError("token serviceurl does not match the activity")
         if token.endorsements is not None and channel_id not in token.endorsements:
             raise TeamsAuthError(f"signing key is not endorsed for channel {channel_id!r}")
-
-
-# --- botbuilder: the authentication object CloudAdapter runs on ----------------------------------
-
-
-class InlineSendRefused(RuntimeError):
-    """Something tried to send through botbuilder's connector instead of the outbox."""
-
-
-class OutboxOnlyCredentials(Authentication):
-    """Credentials of the connector clients botbuilder gets: using them is a bug, so it fails fast."""
-
-    def signed_session(self, session: Any = None) -> Any:
-        raise InlineSendRefused("handoff replies go through the outbox (teams.post), never inline")
-
-
-class _NoUserTokens(UserTokenClient):
-    """handoff uses no user OAuth sign-in; botbuilder only needs an object to put in turn state."""
-
-    async def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("user token operations are not used by handoff")
-
-    get_user_token = get_sign_in_resource = sign_out_user = _refuse  # type: ignore[assignment]
-    get_token_status = get_aad_tokens = exchange_token = _refuse  # type: ignore[assignment]
-
-
-class OutboxOnlyConnectors(ConnectorFactory):
-    """Connector clients for botbuilder's turn state, one per service URL (LRU of ``size``).
-
-    Building a ``ConnectorClient`` runs msrest's ``ClientRetryPolicy.__init__`` (~7 ms of list
-    scanning); ``CloudAdapter``'s stock factory does it for every activity. ``size=0`` turns the
-    cache off (the benchmark's "before").
-    """
-
-    def __init__(self, size: int = _MAX_CLIENTS) -> None:
-        self._size = size
-        self._clients: OrderedDict[str, ConnectorClient] = OrderedDict()
-
-    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
-        client = self._clients.get(service_url)
-        if client is not None:
-            self._clients.move_to_end(service_url)
-            return client
-        client = ConnectorClient(OutboxOnlyCredentials(), base_url=service_url)
-        if self._size > 0:
-            self._clients[service_url] = client
-            while len(self._clients) > self._size:
-                self._clients.popitem(last=False)
-        return client
-
-    async def close(self) -> None:
-        """Close the cached clients (their msrest pipelines hold HTTP sessions)."""
-        clients, self._clients = list(self._clients.values()), OrderedDict()
-        for client in clients:
-            try:
-                await client.__aexit__(None, None, None)
-            except Exception:  # noqa: BLE001 - closing is best effort
-                log.debug("teams: closing a connector client failed", exc_info=True)
-
-
-class ValidatedAuthentication(BotFrameworkAuthentication):
-    """Our token check for botbuilder, with connectors that refuse inline sends.
-
-    Args:
-        validator: Checks tokens; None when auth is off (loopback testing only).
-        cache_clients: Connector clients kept (see :class:`OutboxOnlyConnectors`); 0 disables.
-    """
-
-    def __init__(self, validator: TokenValidator | None, *, cache_clients: int = _MAX_CLIENTS) -> None:
-        self.validator = validator
-        self.connectors = OutboxOnlyConnectors(cache_clients)
-        self._user_tokens = _NoUserTokens()
-
-    async def close(self) -> None:
-        await self.connectors.close()
-
-    def result_for(self, token: VerifiedToken | None) -> AuthenticateRequestResult:
-        """The result botbuilder expects for a token the edge has already checked."""
-        result = AuthenticateRequestResult()
-        if token is None:
-            result.claims_identity = ClaimsIdentity({}, True, AuthenticationConstants.ANONYMOUS_AUTH_TYPE)
-        else:
-            result.claims_identity = ClaimsIdentity(dict(token.claims), True)
-            result.caller_id = CallerIdConstants.public_azure_channel
-        result.audience = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-        result.connector_factory = self.create_connector_factory(result.claims_identity)
-        return result
-
-    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
-        if self.validator is None:
-            return self.result_for(None)
-        try:
-            token = await self.validator.verify(auth_header)
-            self.validator.check_activity(token, service_url=activity.service_url or "",
-                                          channel_id=activity.channel_id or "")
-        except TeamsAuthError as exc:
-            raise PermissionError(str(exc)) from None
-        return self.result_for(token)
-
-    async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str
-                                             ) -> AuthenticateRequestResult:
-        raise PermissionError("streaming connections are not supported")
-
-    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        return self.connectors
-
-    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
-        return self._user_tokens
-
-    def get_originating_audience(self) -> str:
-        return AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE

@@ -15,14 +15,8 @@ import pytest
 from botbuilder.schema import Activity
 from botframework.connector.auth import ClaimsIdentity
 
-from bot.teams_auth import (
-    AuthUnavailable,
-    InlineSendRefused,
-    SigningKeys,
-    TeamsAuthError,
-    TokenValidator,
-    ValidatedAuthentication,
-)
+from bot.teams_auth import AuthUnavailable, SigningKeys, TeamsAuthError, TokenValidator
+from bot.teams_botframework import InlineSendRefused, ValidatedAuthentication
 from tests.fakes.openid import METADATA_PATH, FakeOpenId, SigningKey
 
 APP_ID = "11111111-2222-3333-4444-555555555555"
