@@ -1,0 +1,77 @@
+"""Configuration of the chat platforms: the ``slack`` and ``teams`` sections of ``app.yaml``.
+
+Validated like the rest of :mod:`bot.config` (which uses them); kept apart so each module stays
+readable. Secrets come from the environment (``SLACK_SIGNING_SECRET``, ``TEAMS_APP_PASSWORD``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from bot.config_oncall import Section
+
+SLACK_API_URL = "https://slack.com/api/"
+#: Bot Framework: signing keys of the tokens Teams sends us, and where the bot gets its own tokens.
+TEAMS_OPENID_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+TEAMS_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+#: Service URL prefix of the public Teams cloud: replies (and our bearer token) only go there.
+TEAMS_CONNECTOR_URL = "https://smba.trafficmanager.net/"
+#: Microsoft Graph root: Teams (Entra ID) group members of ``admins.teams_groups``.
+TEAMS_GRAPH_URL = "https://graph.microsoft.com"
+
+
+class SlackConfig(Section):
+    api_url: str = SLACK_API_URL
+    request_max_age_seconds: int = Field(default=300, ge=10, le=3600)
+    signing_secret: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+
+
+class TeamsConfig(Section):
+    """Microsoft Teams (Bot Framework). Teams is served when ``app_id`` is set (or auth is off)."""
+
+    app_id: str | None = None
+    app_password: SecretStr | None = None
+    app_type: Literal["MultiTenant", "SingleTenant"] = "MultiTenant"
+    tenant_id: str | None = None
+    auth: Literal["on", "off"] = "on"
+    openid_url: str = TEAMS_OPENID_URL
+    oauth_url: str | None = Field(default=None, description="Token endpoint; default from app_type and tenant_id")
+    connector_urls: list[str] = Field(default_factory=lambda: [TEAMS_CONNECTOR_URL], min_length=1)
+    graph_url: str = Field(default=TEAMS_GRAPH_URL, description="Microsoft Graph root (admins.teams_groups)")
+    clock_skew_seconds: int = Field(default=300, ge=0, le=600)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("connector_urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("connector_urls")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        # "https://host/" is a prefix of that host only; "https://host" would also match host.evil.com
+        return [v if v.endswith("/") else v + "/" for v in value]
+
+    @property
+    def token_url(self) -> str:
+        """Where the client-credentials token is fetched (the bot's own outbound token)."""
+        if self.oauth_url:
+            return self.oauth_url
+        tenant = self.tenant_id if self.app_type == "SingleTenant" and self.tenant_id else "botframework.com"
+        return TEAMS_TOKEN_URL.format(tenant=tenant)
+
+    @property
+    def graph_token_url(self) -> str | None:
+        """Token endpoint for app-only Graph tokens: the organisation's tenant, never ``botframework.com``.
+
+        ``oauth_url`` wins when set (sovereign clouds, test fakes); else ``tenant_id`` is needed.
+        """
+        if self.oauth_url:
+            return self.oauth_url
+        return TEAMS_TOKEN_URL.format(tenant=self.tenant_id) if self.tenant_id else None
