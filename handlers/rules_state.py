@@ -5,10 +5,12 @@ The database holds every version (immutable); the newest is active. At start-up 
 file, so editing the file and restarting still works, while chat edits (a later feature) publish
 versions of their own. Each replica polls the newest version number and recompiles on change.
 
-A stored version this release cannot use (a limit tightened by an upgrade, say the total size of a rule
-set's regexes) does not stop the service: the newest usable version stays or, at start-up, is loaded
-instead, and the refusal is logged as an error naming both versions and what is wrong, once per version.
-Publishing a valid version (or restarting with a changed ``app.yaml``) ends it.
+The live version is the newest stored one this release can use. One it cannot use (a limit tightened
+by an upgrade, say the total size of a rule set's regexes, or a feature of a newer release after a
+rollback of the release) does not stop the service: it is skipped, and the refusal is logged once as
+an error naming it, what is wrong and the version used instead. The rules admin commands see the same
+live version (:meth:`ActiveRules.live`), so a publish or a rollback from chat ends it, as does a
+restart with a changed ``app.yaml``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from storage.models import RulesetVersion
 
 log = logging.getLogger(__name__)
 
+#: Stored versions searched, newest first, for one this release can use.
+_DEPTH = 50
+
 
 class ActiveRules:
     """Holds the compiled classifier of the newest stored rule-set version."""
@@ -36,7 +41,9 @@ class ActiveRules:
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._classifier: Classifier | None = None
-        self._refused: int | None = None  # the newest stored version, when this release cannot use it
+        self._unusable: set[int] = set()  # stored versions this release refuses (each logged once)
+        # While the newest stored version is refused: (its number, the live row, its classifier).
+        self._fallback: tuple[int, RulesetVersion, Classifier] | None = None
 
     @property
     def classifier(self) -> Classifier:
@@ -69,45 +76,65 @@ class ActiveRules:
         return self.classifier
 
     async def refresh(self, *, force: bool = False) -> bool:
-        """Load the newest version if it is not the one loaded. Returns True when it changed.
-
-        A newest version that cannot be used is logged once and skipped: the loaded rules stay, or,
-        when none are loaded yet (start-up), the newest usable version is loaded.
-        """
+        """Load the live version (:meth:`live`) if it is not the one loaded. Returns True when it changed."""
         async with self._sessionmaker() as session:
-            latest = await service.latest_ruleset(session=session)
+            row, classifier = await self._live(session)
+        loaded = self._classifier
+        if not force and loaded is not None and classifier.version == loaded.version:
+            return False
+        self._classifier = classifier
+        log.info("rules version %d active (%d rules)", row.version, classifier.rule_count)
+        return True
+
+    async def live(self, session: AsyncSession) -> RulesetVersion | None:
+        """The live version: the newest stored one this release can use (None when none is stored)."""
+        if await service.latest_ruleset(session=session) is None:
+            return None
+        return (await self._live(session))[0]
+
+    async def _live(self, session: AsyncSession) -> tuple[RulesetVersion, Classifier]:
+        latest = await service.latest_ruleset(session=session)
         if latest is None:
             raise RuntimeError("no rule set is stored")
         loaded = self._classifier
-        if not force and loaded is not None and latest.version in (loaded.version, self._refused):
-            return False
-        try:
-            classifier = _compiled(latest)
-        except ValueError as exc:
-            self._refused = latest.version
-            if loaded is not None and not force:
-                log.error("stored rules version %d cannot be used (%s); keeping version %d",
-                          latest.version, exc, loaded.version)
-                return False
-            classifier = await self._newest_usable(below=latest.version)
-            log.error("stored rules version %d cannot be used (%s); using version %d, the newest that can",
-                      latest.version, exc, classifier.version)
-        if loaded is not None and classifier.version == loaded.version:
-            return False
-        self._classifier = classifier
-        log.info("rules version %d active (%d rules)", classifier.version, classifier.rule_count)
-        return True
-
-    async def _newest_usable(self, *, below: int, depth: int = 50) -> Classifier:
-        async with self._sessionmaker() as session:
-            older = [v for v in await service.list_rulesets(session=session, limit=depth + 1) if v.version < below]
-        for version in older:
-            try:
-                return _compiled(version)
-            except ValueError:
+        if loaded is not None and latest.version == loaded.version:
+            return latest, loaded
+        if self._fallback is not None and self._fallback[0] == latest.version:
+            return self._fallback[1], self._fallback[2]
+        classifier, why = self._try(latest)
+        if classifier is not None:
+            self._fallback = None
+            return latest, classifier
+        refused = [(latest.version, why)]
+        for row in await service.list_rulesets(session=session, limit=_DEPTH):
+            if row.version >= latest.version:
                 continue
-        raise RuntimeError(f"none of the newest {depth + 1} stored rule set versions can be used; "
-                           "fix app.yaml and restart (it is stored as a new version)")
+            if loaded is not None and row.version == loaded.version:
+                classifier = loaded
+            else:
+                classifier, why = self._try(row)
+            if classifier is not None:
+                self._fallback = (latest.version, row, classifier)
+                for version, reason in refused:
+                    if reason:  # refused for the first time
+                        log.error("stored rules version %d cannot be used by this release (%s); using version %d, "
+                                  "the newest that can: publish or roll back to replace it", version, reason, row.version)
+                return row, classifier
+            refused.append((row.version, why))
+        first = next((reason for _, reason in refused if reason), "refused earlier")
+        raise RuntimeError(f"none of the newest {_DEPTH} stored rule set versions can be used (version "
+                           f"{latest.version}: {first}); fix app.yaml and restart (it is stored as a new version)")
+
+    def _try(self, row: RulesetVersion) -> tuple[Classifier | None, str]:
+        """The classifier of a stored version, or None and why this release refuses it ("" when that
+        was already found out)."""
+        if row.version in self._unusable:
+            return None, ""
+        try:
+            return compile_ruleset(ruleset_from_dict(row.content, version=row.version)), ""
+        except ValueError as exc:  # RuleSetError, or a term or regex the engine refuses
+            self._unusable.add(row.version)
+            return None, str(exc)
 
     async def watch(self, stop: asyncio.Event, *, interval: float = 2.0) -> None:
         """Poll for a newer version until ``stop`` is set, so every replica follows within seconds."""
@@ -123,8 +150,3 @@ class ActiveRules:
             except Exception:  # keep the last good rules; the DB may be restarting
                 log.warning("could not refresh rules; keeping version %s", self.version, exc_info=True)
 
-
-def _compiled(stored: RulesetVersion) -> Classifier:
-    """The classifier of a stored version; ``ValueError`` (a :class:`~routing.rules.RuleSetError`) when
-    this release refuses it."""
-    return compile_ruleset(ruleset_from_dict(stored.content, version=stored.version))

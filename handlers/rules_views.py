@@ -66,7 +66,8 @@ class RulesViews:
         self._compiled: OrderedDict[tuple[str, int], Classifier] = OrderedDict()
 
     async def _latest(self, session: AsyncSession) -> RulesetVersion:
-        live = await service.latest_ruleset(session=session)
+        """The live version: the newest stored one this release can use (see :class:`ActiveRules`)."""
+        live = await self._rules.live(session)
         if live is None:
             raise CommandError("no rule set is stored yet; start the service once so app.yaml is imported")
         return live

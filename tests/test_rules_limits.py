@@ -210,10 +210,39 @@ async def test_a_running_replica_keeps_its_rules_logs_once_and_takes_the_next_go
         assert await rules.refresh() is False  # polled again: already reported
     assert rules.version == good
     assert [r.getMessage().split(" (")[0] for r in caplog.records if r.levelname == "ERROR"] == [
-        f"stored rules version {bad} cannot be used"]
+        f"stored rules version {bad} cannot be used by this release"]
     fixed = await _store(sessionmaker, routing_of(alternations(3)), "fixed")
     assert await rules.refresh() is True
     assert rules.version == fixed
+
+
+async def test_a_replica_takes_the_newest_usable_version_under_a_refused_one(
+        sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    rules = ActiveRules(sessionmaker=sessionmaker, clock=lambda: datetime(2026, 11, 28, tzinfo=UTC))
+    await rules.sync_from_file(yaml.safe_load(APP_YAML.read_text(encoding="utf-8"))["routing"])
+    usable = await _store(sessionmaker, routing_of(alternations(3)), "published on another replica")
+    await _store(sessionmaker, TOO_MANY, "stored by another release")  # both before this replica polls
+    assert await rules.refresh() is True
+    assert rules.version == usable
+
+
+async def test_the_rules_commands_see_the_usable_version_and_can_replace_the_refused_one(
+        admin: RulesAdmin, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """The way out the error names: `rules history` shows what is live; a publish from chat replaces it."""
+    async def live_version() -> str:
+        history = (await admin.handle(ADMIN, "history")).text
+        return next(line for line in history.splitlines() if "(live)" in line).split("v", 1)[1].split()[0].strip("*")
+
+    good = await live_version()
+    bad = await _store(sessionmaker, TOO_MANY, "stored by another release")
+    assert f"v{bad}" in (await admin.handle(ADMIN, "history")).text
+    assert await live_version() == good  # not the refused v{bad}
+    assert "default" in (await admin.handle(ADMIN, "show default")).text
+    assert "already" in (await admin.handle(ADMIN, f"rollback {good} --confirm")).text  # it is what is live
+    assert "disabled" in (await admin.handle(ADMIN, "disable patching")).text
+    answer = await admin.handle(ADMIN, "publish --confirm")
+    assert "Published" in answer.text, answer.text
+    assert int(await live_version()) == bad + 1
 
 
 async def test_with_no_usable_version_start_up_fails_saying_what_to_do(
