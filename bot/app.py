@@ -1,8 +1,8 @@
-"""The composition root: an aiohttp application wired from :class:`Settings`.
+"""The HTTP application: routes, middlewares and the chat edges, on the core of :mod:`bot.core`.
 
-Resources are opened in ``cleanup_ctx`` (database, HTTP client, services) and shared under
-``web.AppKey`` constants, so a test builds a real app on port 0 and a replica is just another
-process with the same settings.
+Resources are opened in ``cleanup_ctx`` (the core: database, HTTP client, use cases; then the Slack
+and Teams edges and the background tasks) and shared under ``web.AppKey`` constants, so a test builds
+a real app on port 0 and a replica is just another process with the same settings.
 """
 
 from __future__ import annotations

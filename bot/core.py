@@ -73,7 +73,7 @@ def _admin_access(settings: Settings, http: aiohttp.ClientSession) -> AdminAcces
 
 
 def rules_admin(settings: Settings, *, sessionmaker: async_sessionmaker[AsyncSession], rules: ActiveRules,
-                 http: aiohttp.ClientSession, clock: Clock, access: AdminAccess | None = None) -> RulesAdmin:
+                http: aiohttp.ClientSession, clock: Clock, access: AdminAccess | None = None) -> RulesAdmin:
     """The ``rules`` command; ``access`` (default: :func:`_admin_access`) decides who may change rules."""
     ra = settings.rules_admin
     return RulesAdmin(sessionmaker=sessionmaker, rules=rules, clock=clock, access=access or _admin_access(settings, http),

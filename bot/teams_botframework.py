@@ -84,7 +84,7 @@ class OutboxOnlyConnectors(ConnectorFactory):
         for client in clients:
             try:
                 await client.__aexit__(None, None, None)
-            except Exception:
+            except Exception:  # closing is best effort
                 log.debug("teams: closing a connector client failed", exc_info=True)
 
 

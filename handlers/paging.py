@@ -40,7 +40,7 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class PagingOptions:
-    """How pages go out (built from ``app.yaml`` in :mod:`bot.app`).
+    """How pages go out (built from ``app.yaml`` in :mod:`bot.paging_setup`).
 
     Attributes:
         pager: ``pagerduty``, ``opsgenie`` or ``chat`` (``Settings.pager``).

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import re2
 
-Hit = tuple[int, int, str]  # byte start, byte end, kind (as in routing.secret_finders)
+from routing.secret_values import Hit
 
 _CARD_RUN = re2.compile(r"[0-9](?:[ -]?[0-9]){12,}")  # maximal digit runs with 13+ digits
 _CARD_CONTEXT = re2.compile(r"(?i)card|credit|debit|visa|master|amex|american express|discover|"

@@ -21,13 +21,13 @@ from routing.secret_values import (
     PIN,
     STOP_WORDS_B,
     TEMPLATE,
+    Hit,
     is_stop,
     looks_strong,
     token_like,
     value_span,
 )
 
-Hit = tuple[int, int, str]  # byte start, byte end, kind
 Finder = Callable[[bytes], Iterator[Hit]]
 Match = Any  # re2's match objects are untyped
 

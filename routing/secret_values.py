@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re2
 
+Hit = tuple[int, int, str]  # what a finder yields: byte start, byte end, kind
+
 _STOP = frozenset("""
 a an the my your his her their our its it this that these those which what who where when why how
 i me we you he she they him them us mine yours there here not no none nil null n/a na nothing

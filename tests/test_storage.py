@@ -465,6 +465,24 @@ async def test_retry_dead_delivered_transitions(sessionmaker: SM) -> None:
         )
 
 
+async def test_intake_outbox_insert_takes_rows_with_different_columns(sessionmaker: SM) -> None:
+    """One executemany needs the same columns in every row: a column some rows leave out is NULL there."""
+    from storage import bulk
+
+    later = NOW + timedelta(hours=4)
+    async with sessionmaker() as s, s.begin():
+        await bulk.enqueue_many(session=s, now=NOW, rows=[
+            {"kind": "msp", "payload": {"n": 1}, "idempotency_key": "k1"},
+            {"kind": "sla.check", "payload": {"n": 2}, "idempotency_key": "k2", "next_attempt_at": later},
+            {"kind": "internal", "payload": {"n": 3}, "idempotency_key": "k3", "detail": "held back"},
+        ])
+    async with sessionmaker() as s:
+        rows = {r.idempotency_key: r for r in (await s.scalars(select(OutboxRow))).all()}
+    assert [(rows[k].status, rows[k].attempts, rows[k].next_attempt_at, rows[k].detail) for k in ("k1", "k2", "k3")] == [
+        ("pending", 0, NOW, None), ("pending", 0, later, None), ("pending", 0, NOW, "held back")]
+    assert all(r.locked_until is None and r.delivered_at is None and r.dead_at is None for r in rows.values())
+
+
 async def test_duplicate_idempotency_key_is_refused(sessionmaker: SM) -> None:
     with pytest.raises(IntegrityError):
         async with sessionmaker() as s, s.begin():

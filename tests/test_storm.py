@@ -182,6 +182,38 @@ async def test_reports_of_one_transaction_join_several_open_incidents(db_url: st
         assert len(await rows(core, "pagerduty")) == 2
 
 
+async def test_a_batch_of_joins_costs_the_same_statements_whatever_its_size(db_url: str) -> None:
+    """Set-at-a-time: a transaction with joins to six storms runs the statements one with joins to two
+    does (the joins were five statements per incident)."""
+    from sqlalchemy import event
+
+    services = ["e-mail", "VPN", "Jira", "Zoom", "Slack", "SharePoint"]
+    clock = Clock()
+    async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack, PAGERDUTY_ROUTING_KEY=ROUTING_KEY), clock) as core:
+        for i, service in enumerate(services):
+            opened = (await report(core, f"{service} is down for everyone", user=f"U0{i}")).page
+            assert opened in ("paged", "held")  # past the hourly page cap the incident is held; joined all the same
+        statements: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement.split()[0])
+
+        async def batch(storms: int, tag: str) -> int:
+            statements.clear()
+            texts_in = [f"{service} is down for everyone" for service in services[:storms]] * 2
+            results = await asyncio.gather(*(report(core, t, user=f"U{tag}{i:02d}") for i, t in enumerate(texts_in)))
+            assert [r.page for r in results] == ["joined"] * len(texts_in)
+            return len(statements)
+
+        event.listen(core.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            two, six = await batch(2, "a"), await batch(6, "b")
+        finally:
+            event.remove(core.engine.sync_engine, "before_cursor_execute", count)
+        assert two == six, (two, six)
+        assert [i.reports for i in await incidents(core)] == [5, 5, 3, 3, 3, 3]
+
+
 async def test_lookup_of_open_incidents_matches_rule_and_key_pairs(db_url: str) -> None:
     """One query serves a whole batch; an incident of an asked-for rule with another rule's key is not
     taken, nor a resolved or a stale one; of two open ones the newest wins."""
