@@ -86,11 +86,25 @@ class StormControl:
         for rule_id in sorted({r.decision.rule_id for r in reports}):
             await store.lock_rule(session=session, rule_id=rule_id)
         keys = [(report.decision.rule_id, group_key(report.decision, report.text)) for report in reports]
-        open_incidents = await store.find_open_incidents(
-            session=session, keys=set(keys), since=now - self.options.storm_window)
         outcomes: list[PageOutcome | None] = [None] * len(reports)
+        undecided = list(range(len(reports)))
+        while undecided:  # again only for reports whose incident on-call closed while we looked
+            undecided = await self._decide(session, reports, keys, undecided, outcomes, now)
+        decided = [o for o in outcomes if o is not None]
+        if len(decided) != len(reports):  # intake pairs outcomes with reports by position
+            raise RuntimeError(f"storm control decided {len(decided)} of {len(reports)} page reports")
+        return decided
+
+    async def _decide(self, session: AsyncSession, reports: Sequence[PageReport], keys: Sequence[tuple[str, str]],
+                      indexes: Sequence[int], outcomes: list[PageOutcome | None], now: datetime) -> list[int]:
+        """Decide the reports of ``indexes`` into ``outcomes``; returns those to decide again: their
+        incident was resolved between the lookup and the join (on-call's resolve locks the incident,
+        not the rule), so they open or join another."""
+        open_incidents = await store.find_open_incidents(
+            session=session, keys={keys[i] for i in indexes}, since=now - self.options.storm_window)
         joins: dict[int, list[int]] = {}  # incident id -> indexes of the reports that join it
-        for i, (report, where) in enumerate(zip(reports, keys)):
+        for i in indexes:
+            report, where = reports[i], keys[i]
             incident = open_incidents.get(where)
             if incident is not None:
                 joins.setdefault(incident.id, []).append(i)
@@ -99,13 +113,14 @@ class StormControl:
             open_incidents[where] = incident  # later reports of this batch join it
             outcomes[i] = await self._opened(session, incident, report, where[1], now)
         joined = await self._join(session, {iid: [reports[i] for i in members] for iid, members in joins.items()}, now)
+        again: list[int] = []
         for iid, members in joins.items():
+            if iid not in joined:
+                again.extend(members)
+                continue
             for i, outcome in zip(members, joined[iid]):
                 outcomes[i] = outcome
-        decided = [o for o in outcomes if o is not None]
-        if len(decided) != len(reports):  # intake pairs outcomes with reports by position
-            raise RuntimeError(f"storm control decided {len(decided)} of {len(reports)} page reports")
-        return decided
+        return sorted(again)
 
     async def _create(self, session: AsyncSession, report: PageReport, key: str, now: datetime) -> Incident:
         """A new incident for ``report`` (held back when the rule's page cap is reached), its ticket linked."""
@@ -151,12 +166,14 @@ class StormControl:
     async def _join(self, session: AsyncSession, joins: Mapping[int, Sequence[PageReport]],
                     now: datetime) -> dict[int, list[PageOutcome]]:
         """Reports join open incidents (``joins``: incident id -> its reports, in order); the outcomes
-        by incident id. One update, one read-back, one link and one history insert in all."""
+        by incident id, for the incidents still open (see :meth:`_decide`). One update, one read-back,
+        one link and one history insert in all."""
         if not joins:
             return {}
         await store.add_reports(session=session, counts={iid: len(members) for iid, members in joins.items()}, now=now)
         # The totals as stored: joins committed by other transactions are in them too.
         incidents = await store.reload_incidents(session=session, incident_ids=joins.keys())
+        joins = {iid: members for iid, members in joins.items() if incidents[iid].status in store.OPEN_STATUSES}
         await store.link_tickets(session=session, links={r.ticket_id: iid for iid, members in joins.items() for r in members})
         events: list[dict[str, Any]] = []
         outcomes: dict[int, list[PageOutcome]] = {}

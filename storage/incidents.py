@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy import Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,15 +87,18 @@ async def create_incident(*, session: AsyncSession, now: datetime, **fields: Any
 
 
 _ADD_REPORTS = (
-    update(_INCIDENTS).where(_INCIDENTS.c.id == bindparam("incident_id"))
+    # Open statuses as plain comparisons: an IN list is an "expanding" parameter, which makes an
+    # executemany run one statement per row.
+    update(_INCIDENTS).where(_INCIDENTS.c.id == bindparam("incident_id"),
+                             or_(*(_INCIDENTS.c.status == status for status in OPEN_STATUSES)))
     .values(reports=_INCIDENTS.c.reports + bindparam("count"), last_report_at=bindparam("now"))
 )
 _LINK_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(incident_id=bindparam("incident_id"))
 
 
 async def add_reports(*, session: AsyncSession, counts: Mapping[int, int], now: datetime) -> None:
-    """``counts[incident_id]`` more reports of each incident, in one executemany (``reports + count`` in
-    SQL, so concurrent joins all count; the caller reads the totals back after)."""
+    """``counts[incident_id]`` more reports of each incident still open, in one executemany (``reports +
+    count`` in SQL, so concurrent joins all count; the caller reads the totals and statuses back after)."""
     if counts:
         await (await session.connection()).execute(
             _ADD_REPORTS, [{"incident_id": i, "count": n, "now": now} for i, n in sorted(counts.items())])

@@ -214,6 +214,38 @@ async def test_a_batch_of_joins_costs_the_same_statements_whatever_its_size(db_u
         assert [i.reports for i in await incidents(core)] == [5, 5, 3, 3, 3, 3]
 
 
+async def test_reports_whose_incident_is_resolved_meanwhile_open_a_new_one(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On-call resolves an incident between storm control's lookup and its join (resolve locks the
+    incident, not the rule): the reports are not added to the closed incident, where nobody would tell
+    them about the fix; they open a new one."""
+    from sqlalchemy import update
+
+    lookup = store_incidents.find_open_incidents
+    calls = 0
+
+    async def resolved_right_after_lookup(**kwargs: object) -> dict[tuple[str, str], Incident]:
+        nonlocal calls
+        calls += 1
+        found = await lookup(**kwargs)  # type: ignore[arg-type]
+        if calls == 1 and found:
+            session = kwargs["session"]
+            await session.execute(update(Incident).values(status="resolved"))  # type: ignore[attr-defined]
+        return found
+
+    clock = Clock()
+    async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack, PAGERDUTY_ROUTING_KEY=ROUTING_KEY), clock) as core:
+        assert (await report(core, OUTAGE, user="U01")).page == "paged"
+        monkeypatch.setattr(store_incidents, "find_open_incidents", resolved_right_after_lookup)
+        results = await asyncio.gather(*(report(core, OUTAGE, user=f"U1{i}") for i in range(3)))
+        assert [r.page for r in results] == ["paged", "joined", "joined"]
+        old, new = await incidents(core)
+        assert (old.status, old.reports, new.status, new.reports) == ("resolved", 1, "triggered", 3)
+        linked = [t.incident_id for t in await tickets(core)]
+        assert linked == [old.id, new.id, new.id, new.id]
+        assert calls == 2
+
+
 async def test_lookup_of_open_incidents_matches_rule_and_key_pairs(db_url: str) -> None:
     """One query serves a whole batch; an incident of an asked-for rule with another rule's key is not
     taken, nor a resolved or a stale one; of two open ones the newest wins."""
