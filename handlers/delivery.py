@@ -219,10 +219,8 @@ class OutboxWorker:
     async def _attempt(self, connector: Connector, job: ClaimedRow) -> DeliveryResult:
         """Call the connector (no transaction is open here); never raises."""
         try:
-            result = await asyncio.wait_for(
-                connector.deliver(payload=job.payload, idempotency_key=job.idempotency_key),
-                timeout=self._timeout,
-            )
+            async with asyncio.timeout(self._timeout):  # no task of its own, unlike wait_for (3.11)
+                result = await connector.deliver(payload=job.payload, idempotency_key=job.idempotency_key)
         except TimeoutError:
             log.warning("outbox row %s (%s): connector timed out", job.id, job.kind)
             return DeliveryResult(

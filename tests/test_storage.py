@@ -483,6 +483,24 @@ async def test_intake_outbox_insert_takes_rows_with_different_columns(sessionmak
     assert all(r.locked_until is None and r.delivered_at is None and r.dead_at is None for r in rows.values())
 
 
+async def test_delivered_marks_in_one_statement_record_each_row_once(sessionmaker: SM) -> None:
+    """The worker's batched marks (one statement over arrays on PostgreSQL): each row its own detail and
+    remote id; a row marked again (delivered twice after a lease ran out) keeps its first record."""
+    from storage import bulk
+
+    a, b, c = await enqueue_many(sessionmaker, [(None, "msp"), (None, "pager"), (None, "msp")])
+    later = NOW + timedelta(seconds=5)
+    async with sessionmaker() as s, s.begin():
+        await bulk.mark_delivered_many(session=s, now=NOW, deliveries=[(a, "HTTP 201, id T-1", "T-1"), (b, "HTTP 202", None)])
+    async with sessionmaker() as s, s.begin():
+        await bulk.mark_delivered_many(session=s, now=later, deliveries=[(a, "HTTP 200 (replay)", "T-1b"), (c, "ok", "T-3")])
+    async with sessionmaker() as s:
+        rows = {r.id: r for r in (await s.scalars(select(OutboxRow))).all()}
+    assert [(rows[i].status, rows[i].attempts, rows[i].detail, rows[i].remote_id, rows[i].delivered_at) for i in (a, b, c)] == [
+        ("delivered", 1, "HTTP 201, id T-1", "T-1", NOW), ("delivered", 1, "HTTP 202", None, NOW),
+        ("delivered", 1, "ok", "T-3", later)]
+
+
 async def test_duplicate_idempotency_key_is_refused(sessionmaker: SM) -> None:
     with pytest.raises(IntegrityError):
         async with sessionmaker() as s, s.begin():
