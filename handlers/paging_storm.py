@@ -88,8 +88,10 @@ class StormControl:
         keys = [(report.decision.rule_id, group_key(report.decision, report.text)) for report in reports]
         outcomes: list[PageOutcome | None] = [None] * len(reports)
         undecided = list(range(len(reports)))
-        while undecided:  # again only for reports whose incident on-call closed while we looked
+        for _ in range(3):  # again only for reports whose incident on-call closed while we looked
             undecided = await self._decide(session, reports, keys, undecided, outcomes, now)
+            if not undecided:
+                break
         decided = [o for o in outcomes if o is not None]
         if len(decided) != len(reports):  # intake pairs outcomes with reports by position
             raise RuntimeError(f"storm control decided {len(decided)} of {len(reports)} page reports")
