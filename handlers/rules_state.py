@@ -78,7 +78,10 @@ class ActiveRules:
     async def refresh(self, *, force: bool = False) -> bool:
         """Load the live version (:meth:`live`) if it is not the one loaded. Returns True when it changed."""
         async with self._sessionmaker() as session:
-            row, classifier = await self._live(session)
+            live = await self._live(session)
+        if live is None:
+            raise RuntimeError("no rule set is stored")
+        row, classifier = live
         loaded = self._classifier
         if not force and loaded is not None and classifier.version == loaded.version:
             return False
@@ -88,14 +91,13 @@ class ActiveRules:
 
     async def live(self, session: AsyncSession) -> RulesetVersion | None:
         """The live version: the newest stored one this release can use (None when none is stored)."""
-        if await service.latest_ruleset(session=session) is None:
-            return None
-        return (await self._live(session))[0]
+        live = await self._live(session)
+        return live[0] if live is not None else None
 
-    async def _live(self, session: AsyncSession) -> tuple[RulesetVersion, Classifier]:
+    async def _live(self, session: AsyncSession) -> tuple[RulesetVersion, Classifier] | None:
         latest = await service.latest_ruleset(session=session)
         if latest is None:
-            raise RuntimeError("no rule set is stored")
+            return None
         loaded = self._classifier
         if loaded is not None and latest.version == loaded.version:
             return latest, loaded
