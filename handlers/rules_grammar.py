@@ -4,33 +4,25 @@ Whatever an admin types, :func:`parse` returns a :class:`Parsed` or raises :clas
 (what was wrong, and the correct form); it never raises anything else. Words are split by
 :func:`handlers.rules_tokens.tokenize` (quotes, escapes); options are ``--flag value`` or
 ``--flag=value``; lists are comma-separated inside one (quoted) value; ``--regex`` repeats. The
-option tables, usage lines and help live in :mod:`handlers.rules_help`; input length, list sizes
-and regex size use the limits of :mod:`routing.rules`.
+option tables, usage lines and help live in :mod:`handlers.rules_help`; each option's value is parsed
+and checked by :mod:`handlers.rules_values` (with the limits of :mod:`routing.rules`).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
+from handlers import rules_values as option
 from handlers.rules_help import FLAGS, LIST_KINDS, SUBCOMMANDS, USAGE, Flag
 from handlers.rules_import import MAX_IMPORT_CHARS, import_block
 from handlers.rules_tokens import CommandError, Token, slack_unescape, tokenize
-from routing.rules import (
-    ID_PATTERN,
-    MAX_REGEX_CHARS,
-    MAX_TERM_CHARS,
-    MAX_TERMS_PER_LIST,
-    compile_regex,
-)
-from routing.text import term_key
+from routing.rules import MAX_TERMS_PER_LIST
 
 #: The longest command text accepted (an import may be longer, see MAX_IMPORT_CHARS).
 MAX_COMMAND_CHARS = 8_000
 MAX_REGEXES = 100
-_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +153,7 @@ def _build(sub: str, positional: list[str], flags: list[tuple[Flag, str | None]]
     for spec, raw in flags:
         key = spec.name
         if spec.kind in ("list", "regex"):
-            items = _items(spec, raw or "", usage)
+            items = option.items(spec, raw or "", usage)
             target = add if key.startswith("add-") else remove if key.startswith("remove-") else lists
             kind = key.split("-", 1)[1] if key.startswith(("add-", "remove-")) else key
             merged = target.setdefault(LIST_KINDS.get(kind, kind), [])
@@ -171,7 +163,7 @@ def _build(sub: str, positional: list[str], flags: list[tuple[Flag, str | None]]
             continue
         if key in values:
             raise CommandError(f"--{key} is given twice", usage)
-        values[key] = _scalar(spec, raw, usage)
+        values[key] = option.scalar(spec, raw, usage)
     for a, b in (("before", "after"), ("continue", "no-continue"), ("ignore-negated", "count-negated"),
                  ("draft", "version")):
         if a in values and b in values:
@@ -189,11 +181,11 @@ def _build(sub: str, positional: list[str], flags: list[tuple[Flag, str | None]]
     elif sub in ("show", "add", "edit", "rm", "move", "enable", "disable"):
         if not positional:
             raise CommandError(f"`rules {sub}` needs a rule id", usage)
-        rule_id = _rule_id(positional.pop(0), usage)
+        rule_id = option.rule_id(positional.pop(0), usage)
     elif sub == "rollback":
         if not positional:
             raise CommandError("`rules rollback` needs the version to go back to (see `rules history`)", usage)
-        version = _version(positional.pop(0), usage)
+        version = option.version(positional.pop(0), usage)
     if positional and sub not in ("test",):
         raise CommandError(f"unexpected {positional[0][:40]!r}; put text with spaces in quotes", usage)
     if sub == "move" and "before" not in values and "after" not in values:
@@ -226,109 +218,6 @@ def _build(sub: str, positional: list[str], flags: list[tuple[Flag, str | None]]
 def _opt_str(values: dict[str, object], key: str) -> str | None:
     value = values.get(key)
     return value if isinstance(value, str) else None
-
-
-def _scalar(spec: Flag, raw: str | None, usage: str) -> object:
-    name = spec.name
-    if spec.kind == "bool":
-        return True
-    value = (raw or "").strip()
-    if spec.kind == "choice":
-        low = value.lower()
-        if low not in spec.choices:
-            raise CommandError(f"--{name} {value[:40]!r} is not one of {', '.join(spec.choices)}", usage)
-        return low
-    if spec.kind == "id":
-        return _rule_id(value, usage, what=f"--{name}")
-    if spec.kind == "int":
-        return _int(value, name, spec.low, spec.high, usage)
-    if spec.kind == "version":
-        return _version(value, usage)
-    if spec.kind == "time":
-        return _time(value, usage)
-    if spec.kind == "user":
-        return _mention(value, "@", usage, name)
-    if spec.kind == "channel":
-        return _mention(value, "#", usage, name)
-    if len(value) > 500:
-        raise CommandError(f"--{name} is {len(value)} characters; the limit is 500", usage)
-    return value
-
-
-def _items(spec: Flag, raw: str, usage: str) -> list[str]:
-    name = spec.name
-    if spec.kind == "regex":
-        pattern = raw
-        if not pattern:
-            return []
-        if len(pattern) > MAX_REGEX_CHARS:
-            raise CommandError(f"--{name}: regex is {len(pattern)} characters; the limit is {MAX_REGEX_CHARS}", usage)
-        try:
-            compile_regex(pattern)
-        except ValueError as exc:
-            raise CommandError(f"--{name}: {exc}", usage) from None
-        return [pattern]
-    items = [t.strip() for t in raw.replace("，", ",").split(",")]
-    items = [t for t in items if t]
-    if len(items) > MAX_TERMS_PER_LIST:
-        raise CommandError(f"--{name}: {len(items)} values; the limit is {MAX_TERMS_PER_LIST}", usage)
-    kind = name.split("-", 1)[1] if name.startswith(("add-", "remove-")) else name
-    for item in items:
-        if len(item) > MAX_TERM_CHARS:
-            raise CommandError(f"--{name}: {item[:30]!r}… is {len(item)} characters; the limit is {MAX_TERM_CHARS}", usage)
-        if kind in ("any", "all", "none"):
-            try:
-                term_key(item)
-            except ValueError as exc:
-                raise CommandError(f"--{name}: {exc}", usage) from None
-        elif kind == "platforms" and item.lower() not in ("slack", "teams", "console"):
-            raise CommandError(f"--{name}: {item[:30]!r} is not slack, teams or console", usage)
-    return [i.lower() for i in items] if kind == "platforms" else items
-
-
-def _rule_id(value: str, usage: str, *, what: str = "rule id") -> str:
-    candidate = value.strip()
-    if not _ID.fullmatch(candidate):
-        raise CommandError(
-            f"{what} {candidate[:40]!r} is not a valid id: use 1-64 lowercase letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit", usage,
-        )
-    return candidate
-
-
-def _int(value: str, name: str, low: int, high: int, usage: str) -> int:
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
-        raise CommandError(f"--{name} needs a whole number from {low} to {high}, not {value[:20]!r}", usage)
-    number = int(value)
-    if not low <= number <= high:
-        raise CommandError(f"--{name} must be from {low} to {high}", usage)
-    return number
-
-
-def _version(value: str, usage: str) -> int:
-    raw = value.strip().lower().removeprefix("v")
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise CommandError(f"{value[:20]!r} is not a version number (e.g. 12 or v12; see `rules history`)", usage)
-    return int(raw)
-
-
-def _time(value: str, usage: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
-        raise CommandError(f"--at {value[:40]!r} is not an ISO time (e.g. 2024-05-02T09:14 or 2024-05-02T09:14Z)", usage) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _mention(value: str, sigil: str, usage: str, name: str) -> str:
-    """``<@U123|alex>`` / ``<#C123|general>`` (Slack's escaped mentions) or a plain id."""
-    v = value.strip()
-    if v.startswith("<" + sigil) and v.endswith(">"):
-        v = v[2:-1].partition("|")[0]
-    v = v.lstrip(sigil)
-    if not v or len(v) > 255 or any(c.isspace() for c in v):
-        raise CommandError(f"--{name} needs an id such as U0123ABC or a mention, not {value[:40]!r}", usage)
-    return v
 
 
 __all__ = [
