@@ -184,7 +184,8 @@ def edge_only_app(world: dict[str, Any], database_url: str) -> Any:
 
     from bot.core import utcnow
     from bot.metrics import Metrics
-    from bot.teams import HandoffTeamsBot, TeamsEdge
+    from bot.teams import TeamsEdge
+    from bot.teams_bot import HandoffTeamsBot
     from bot.teams_auth import SigningKeys, TokenValidator
     from handlers.commands import CommandRouter
     from handlers.intake import IntakeResult

@@ -47,8 +47,9 @@ def _teams_edge(settings: Settings, core: Core, metrics: Metrics, clock: Clock) 
     mode = teams_mode(settings)
     if mode == "disabled":
         return None
-    from bot.teams import HandoffTeamsBot, TeamsEdge
+    from bot.teams import TeamsEdge
     from bot.teams_auth import SigningKeys, TokenValidator
+    from bot.teams_bot import HandoffTeamsBot
 
     teams = settings.teams
     validator = None

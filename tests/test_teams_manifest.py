@@ -8,7 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from bot.teams import COMMAND, MENU_COMMANDS
+from bot.teams_bot import COMMAND, MENU_COMMANDS
 
 TEAMS_DOCS = Path(__file__).resolve().parent.parent / "docs" / "teams"
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

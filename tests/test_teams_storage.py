@@ -105,7 +105,7 @@ def _act(user: int, conversation: str, service_url: str = URL) -> Any:
 
 
 async def test_conversation_book_writes_in_batches_and_skips_unchanged(sessionmaker: SM) -> None:
-    from bot.teams import ConversationBook
+    from bot.teams_bot import ConversationBook
 
     book = ConversationBook(sessionmaker=sessionmaker, clock=lambda: T0, interval=3600)  # flushed by hand here
     for i in range(3):
@@ -126,7 +126,7 @@ async def test_conversation_book_writes_in_batches_and_skips_unchanged(sessionma
 async def test_conversation_book_keeps_what_failed(sessionmaker: SM, engine: Any) -> None:
     from sqlalchemy import text
 
-    from bot.teams import ConversationBook
+    from bot.teams_bot import ConversationBook
 
     book = ConversationBook(sessionmaker=sessionmaker, clock=lambda: T0, interval=0.01)
     async with engine.begin() as conn:
