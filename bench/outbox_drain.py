@@ -66,6 +66,11 @@ async def _fill(core: Any, tickets: int) -> int:
             user_id=f"U{i % 500:04d}", channel_id=f"D{i % 500:04d}", channel_type="im", reply_kind="slack.post",
             reply_target={"channel": f"D{i % 500:04d}", "thread_ts": f"1726133700.{i:06d}"},
         )) for i in range(start, min(tickets, start + batch))))
+    return await _pending(core)
+
+
+async def _pending(core: Any) -> int:
+    """Pending ``msp`` and ``slack.post`` rows (the ones the worker is timed on)."""
     from sqlalchemy import func, select
 
     from storage.models import OutboxRow
@@ -94,16 +99,9 @@ async def run_worker(url: str, env: dict[str, str], tickets: int, overrides: lis
             stop = asyncio.Event()
             cpu0, t0 = time.process_time(), time.perf_counter()
             task = asyncio.create_task(core.worker.run(stop))
-            from sqlalchemy import func, select
-
-            from storage.models import OutboxRow
-
             while True:
                 await asyncio.sleep(0.2)  # a count every 0.2 s: little CPU, and it is counted in the figure
-                async with core.sessionmaker() as session:
-                    left = int(await session.scalar(select(func.count()).where(
-                        OutboxRow.status == "pending", OutboxRow.kind.in_(("msp", "slack.post")))) or 0)
-                if not left:
+                if not await _pending(core):
                     break
             elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             stop.set()
