@@ -90,11 +90,10 @@ class OutboxWorker:
         # Claim again once this many slots are free (one claim per freed slot cost more than the rows).
         self._refill = max(1, min(batch, self._concurrency) // 2)
         self._timeout = deliver_timeout if deliver_timeout is not None else 0.8 * lease_seconds
-        self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._outcomes = Outcomes(
             sessionmaker=sessionmaker, bookkeeping=self._books, clock=clock, policy=policy or RetryPolicy(),
-            rng=self._rng, batch=batch, wake=self.wake, on_dead=on_dead,
+            rng=rng or random.Random(), batch=batch, wake=self.wake, on_dead=on_dead,
         )
 
     def wake(self) -> None:
