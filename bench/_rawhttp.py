@@ -84,22 +84,23 @@ class _Conn(asyncio.Protocol):
 
 
 class RawHttpClient:
-    """POSTs prebuilt requests to one URL's host over keep-alive connections."""
+    """POSTs prebuilt requests to one URL over keep-alive connections."""
 
     def __init__(self, url: str, *, timeout: float = 30.0, max_connections: int = 2000) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._target = f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}"
+        self._netloc = parts.netloc
         self._timeout = timeout
         self._max = max_connections
         self._open = 0  # connections open or being opened
         self._idle: list[_Conn] = []
         self._freed = asyncio.Event()  # a connection went idle or closed: a waiting request may go
 
-    def request(self, url: str, body: bytes, headers: dict[str, str]) -> bytes:
-        """The bytes of ``POST url`` with ``body`` and ``headers`` (built once, sent as they are)."""
-        parts = urlsplit(url)
-        lines = [f"POST {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1",
-                 f"Host: {parts.netloc}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    def request(self, body: bytes, headers: dict[str, str]) -> bytes:
+        """The bytes of a POST to this client's URL with ``body`` and ``headers`` (built once, sent as they are)."""
+        lines = [f"POST {self._target} HTTP/1.1",
+                 f"Host: {self._netloc}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
         lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length", "connection")]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 

@@ -100,8 +100,7 @@ def loadgen_main(conn: Connection, urls: list[str], prefix: str, rate: float, wa
         clients = [RawHttpClient(url) for url in urls]
 
         def built(items: list[tuple[str, bytes, dict[str, str]]]) -> list[bytes]:
-            return [clients[i % len(clients)].request(urls[i % len(urls)], body, headers)
-                    for i, (_, body, headers) in enumerate(items)]
+            return [clients[i % len(clients)].request(body, headers) for i, (_, body, headers) in enumerate(items)]
 
         warm = _prepared(prefix + "W", int(rate * warmup))
         measured = _prepared(prefix + "M", int(rate * seconds))
