@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     update={"delivery": settings.delivery.model_copy(update={"worker": "separate"})})
             return _serve(settings)
         if args.command == "worker":
+            _lower_priority(settings.delivery.separate_worker_nice)  # before any thread starts: they inherit it
             return asyncio.run(_worker(settings))
         if args.command == "classify":
             return asyncio.run(_classify(settings, args, sys.stdin, sys.stdout))
@@ -118,6 +119,18 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _lower_priority(nice: int) -> None:
+    """Run this process at niceness ``nice`` at least (Linux applies it to the calling thread and to
+    the threads it starts later, so call it first)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as exc:
+        log.warning("could not lower the worker's CPU priority to nice %d: %s", nice, exc)
+
+
 async def _worker(settings: Settings) -> int:
     """``handoff worker``: the outbox worker of ``serve`` in a process of its own, until SIGTERM/SIGINT.
 
@@ -133,8 +146,8 @@ async def _worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("handoff worker (database %s, poll %gs)", _safe_url(settings.database_url),
-             settings.delivery.poll_interval_seconds)
+    log.info("handoff worker (database %s, poll %gs, nice %d)", _safe_url(settings.database_url),
+             settings.delivery.poll_interval_seconds, os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0)
     async with open_core(settings, clock=utcnow) as core:
         tune_gc()
         await core.worker.run(stop)

@@ -101,6 +101,10 @@ class DeliveryConfig(_Section):
     worker: Literal["in-process", "separate"] = "in-process"
     #: How often ``handoff worker`` polls for due rows when idle: no intake in its process wakes it.
     separate_poll_interval_seconds: float = Field(default=0.1, gt=0, le=60)
+    #: Niceness ``handoff worker`` takes at start (POSIX; 0 leaves it alone). On a host shared with
+    #: ``serve``, the kernel then gives the web process the CPU first: acknowledgements have
+    #: Slack's 3 s deadline, deliveries only a lag budget.
+    separate_worker_nice: int = Field(default=10, ge=0, le=19)
 
 
 class DatabaseConfig(_Section):

@@ -8,6 +8,7 @@ temporary ``app.yaml``; the MSP, PagerDuty and the Slack Web API are loopback fa
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
@@ -58,6 +59,10 @@ async def test_serve_without_worker_and_a_worker_process_deliver(db_url: str, tm
             assert [r["status"] for r in snap.rows("msp")] == ["pending"]
 
             await worker.start()
+            # The shipped delivery.separate_worker_nice: the worker yields the CPU to `serve`.
+            assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 10
+            assert os.getpriority(os.PRIO_PROCESS, web.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+            assert "nice 10)" in worker.log_text()
             assert await _msp_markers(fakes, "EvSplitFirst01", timeout=15) is not None, worker.tail()
             # Intake cannot wake the other process: the worker's short poll bounds the delay.
             second = Event("EvSplitSecond1", "my laptop battery drains in an hour (ref EvSplitSecond1)")
@@ -90,3 +95,15 @@ async def test_app_yaml_delivery_worker_separate_is_reported_by_readyz(tmp_path:
             assert "outbox worker: separate" in web.log_text()
         finally:
             web.stop()
+
+
+async def test_worker_nice_zero_leaves_the_priority_alone(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"delivery": {"separate_worker_nice": 0}})
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'handoff.db'}"
+    async with Fakes() as fakes:
+        worker = Worker("worker", config, db_url, fakes.env(), tmp_path)
+        try:
+            await worker.start()
+            assert os.getpriority(os.PRIO_PROCESS, worker.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+        finally:
+            worker.stop()
