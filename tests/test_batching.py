@@ -50,12 +50,27 @@ async def test_at_most_concurrency_writers_and_all_of_them_used(concurrency: int
     committer = GroupCommitter(writer, max_batch=8, linger=0.001, concurrency=concurrency)
 
     async def trickle(i: int) -> int:
-        await asyncio.sleep(i * 0.0005)  # a steady stream, not one burst
+        await asyncio.sleep(i * 0.0002)  # a steady stream, not one burst, more than the writers absorb
         return await committer.submit(i)
 
     results = await asyncio.gather(*(trickle(i) for i in range(300)))
     assert results == [i * 10 for i in range(300)]
     assert writer.peak == concurrency
+
+
+async def test_a_second_writer_only_when_a_whole_batch_waits() -> None:
+    """A steady stream that one writer absorbs stays in one writer's larger batches."""
+    writer = Writer(delay=0.005)
+    committer = GroupCommitter(writer, max_batch=64, linger=0.001, concurrency=4)
+
+    async def trickle(i: int) -> int:
+        await asyncio.sleep(i * 0.001)  # ~5 arrivals per transaction, far from a batch of 64
+        return await committer.submit(i)
+
+    results = await asyncio.gather(*(trickle(i) for i in range(200)))
+    assert results == [i * 10 for i in range(200)]
+    assert writer.peak == 1
+    assert len(writer.batches) < 100  # arrivals during a commit went together in the next one
 
 
 async def test_one_bad_item_fails_alone() -> None:
