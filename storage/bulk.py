@@ -10,12 +10,12 @@ outbox rows. Session keyword-only, no commits, as everywhere in ``storage``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import InboundEvent, OutboxRow, Ticket
@@ -26,14 +26,24 @@ _TICKETS = cast(Table, Ticket.__table__)
 _OUTBOX = cast(Table, OutboxRow.__table__)
 
 
-def _insert_ignoring_duplicates(dialect: str) -> Any:
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_EVENTS)
-    return stmt.on_conflict_do_nothing(index_elements=["platform", "event_id"]).returning(
-        _EVENTS.c.platform, _EVENTS.c.event_id
-    )
-
-
-_INSERT_EVENTS = {"postgresql": _insert_ignoring_duplicates("postgresql"), "sqlite": _insert_ignoring_duplicates("sqlite")}
+#: New event ids, duplicates skipped, the new ones returned: one statement whatever the batch size.
+#: Written as text because SQLAlchemy 2.0 does not cache the compiled form of an ``INSERT … ON
+#: CONFLICT`` construct: it was compiled again for every batch. The pairs travel as arrays
+#: (PostgreSQL) or one JSON array (SQLite), so the statement text never changes either.
+_INSERT_EVENTS = {
+    "postgresql": text(
+        "INSERT INTO inbound_events (platform, event_id, received_at) "
+        "SELECT e.platform, e.event_id, :now "
+        "FROM unnest(CAST(:platforms AS varchar[]), CAST(:event_ids AS varchar[])) AS e(platform, event_id) "
+        "ON CONFLICT (platform, event_id) DO NOTHING RETURNING platform, event_id"
+    ).bindparams(bindparam("now", type_=_EVENTS.c.received_at.type)),
+    "sqlite": text(
+        "INSERT INTO inbound_events (platform, event_id, received_at) "
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), :now FROM json_each(:pairs) "
+        "WHERE true "  # SQLite needs it to read ON CONFLICT after INSERT … SELECT as the upsert clause
+        "ON CONFLICT (platform, event_id) DO NOTHING RETURNING platform, event_id"
+    ).bindparams(bindparam("now", type_=_EVENTS.c.received_at.type)),
+}
 _INSERT_TICKETS = insert(_TICKETS)
 _INSERT_OUTBOX = insert(_OUTBOX)
 
@@ -47,10 +57,14 @@ async def record_inbound_many(
     """
     if not events:
         return set()
-    dialect = (await session.connection()).dialect.name
-    params = [{"platform": p, "event_id": e, "received_at": now} for p, e in dict.fromkeys(events)]
-    result = await (await session.connection()).execute(_INSERT_EVENTS[dialect], params)
-    return {(row.platform, row.event_id) for row in result}
+    connection = await session.connection()
+    pairs = list(dict.fromkeys(events))
+    if connection.dialect.name == "postgresql":
+        params: dict[str, Any] = {"platforms": [p for p, _ in pairs], "event_ids": [e for _, e in pairs]}
+    else:
+        params = {"pairs": json.dumps(pairs)}
+    result = await connection.execute(_INSERT_EVENTS[connection.dialect.name], {**params, "now": now})
+    return {(str(platform), str(event_id)) for platform, event_id in result}
 
 
 async def _allocate_ticket_ids(session: AsyncSession, count: int) -> list[int]:
