@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -167,17 +167,18 @@ class Intake:
                 session=session, events=[(p.inbound.platform, p.inbound.event_id) for p in batch], now=now
             )
             accepted: list[int] = []
+            reserved: list[int | None] = []  # ticket ids reserved with the event ids (PostgreSQL)
             for i, p in enumerate(batch):
                 event = (p.inbound.platform, p.inbound.event_id)
                 if event in fresh:  # first of its event id in this batch and never seen before
-                    fresh.discard(event)
+                    reserved.append(fresh.pop(event))
                     accepted.append(i)
             if not accepted:
                 return results
             sla_due = {i: self._sla_due(batch[i].decision, now) for i in accepted}
             ids = await bulk.create_tickets(
                 session=session, rows=[{**self._ticket_row(batch[i]), "sla_due_at": sla_due[i]} for i in accepted],
-                now=now,
+                now=now, ids=None if None in reserved else sorted(cast(list[int], reserved)),  # ascending, as allocated
             )
             pages = [(i, PageReport(ticket_id=t, ticket=ticket_key(t), uid=batch[i].uid, text=batch[i].text,
                                     decision=batch[i].decision, requester=_requester(batch[i].inbound)))

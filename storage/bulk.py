@@ -29,19 +29,22 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 #: New event ids, duplicates skipped, the new ones returned: one statement whatever the batch size.
 #: Written as text because SQLAlchemy 2.0 does not cache the compiled form of an ``INSERT … ON
 #: CONFLICT`` construct: it was compiled again for every batch. The pairs travel as arrays
-#: (PostgreSQL) or one JSON array (SQLite), so the statement text never changes either.
+#: (PostgreSQL) or one JSON array (SQLite), so the statement text never changes either. On
+#: PostgreSQL it also reserves a ticket id for each new event (``nextval`` in ``RETURNING`` runs for
+#: inserted rows only), which saves the intake transaction a round trip.
 _INSERT_EVENTS = {
     "postgresql": text(
         "INSERT INTO inbound_events (platform, event_id, received_at) "
         "SELECT e.platform, e.event_id, :now "
         "FROM unnest(CAST(:platforms AS varchar[]), CAST(:event_ids AS varchar[])) AS e(platform, event_id) "
-        "ON CONFLICT (platform, event_id) DO NOTHING RETURNING platform, event_id"
+        "ON CONFLICT (platform, event_id) DO NOTHING "
+        "RETURNING platform, event_id, nextval(pg_get_serial_sequence('tickets', 'id'))"
     ).bindparams(bindparam("now", type_=_EVENTS.c.received_at.type)),
     "sqlite": text(
         "INSERT INTO inbound_events (platform, event_id, received_at) "
         "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), :now FROM json_each(:pairs) "
         "WHERE true "  # SQLite needs it to read ON CONFLICT after INSERT … SELECT as the upsert clause
-        "ON CONFLICT (platform, event_id) DO NOTHING RETURNING platform, event_id"
+        "ON CONFLICT (platform, event_id) DO NOTHING RETURNING platform, event_id, NULL"
     ).bindparams(bindparam("now", type_=_EVENTS.c.received_at.type)),
 }
 _INSERT_TICKETS = insert(_TICKETS)
@@ -50,13 +53,14 @@ _INSERT_OUTBOX = insert(_OUTBOX)
 
 async def record_inbound_many(
     *, session: AsyncSession, events: Sequence[tuple[str, str]], now: datetime
-) -> set[tuple[str, str]]:
-    """Remember ``(platform, event_id)`` pairs; returns those that were new.
+) -> dict[tuple[str, str], int | None]:
+    """Remember ``(platform, event_id)`` pairs; returns those that were new, each with the ticket id
+    reserved for it on PostgreSQL (None on SQLite, where :func:`create_tickets` allocates).
 
     Pairs already stored (platform retries) are skipped without aborting the transaction.
     """
     if not events:
-        return set()
+        return {}
     connection = await session.connection()
     pairs = list(dict.fromkeys(events))
     if connection.dialect.name == "postgresql":
@@ -64,7 +68,8 @@ async def record_inbound_many(
     else:
         params = {"pairs": json.dumps(pairs)}
     result = await connection.execute(_INSERT_EVENTS[connection.dialect.name], {**params, "now": now})
-    return {(str(platform), str(event_id)) for platform, event_id in result}
+    return {(str(platform), str(event_id)): None if reserved is None else int(reserved)
+            for platform, event_id, reserved in result}
 
 
 async def _allocate_ticket_ids(session: AsyncSession, count: int) -> list[int]:
@@ -89,11 +94,18 @@ async def _allocate_ticket_ids(session: AsyncSession, count: int) -> list[int]:
     return list(range(last + 1, last + 1 + count))
 
 
-async def create_tickets(*, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> list[int]:
-    """Insert tickets; returns their ids in the order of ``rows``."""
+async def create_tickets(
+    *, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime, ids: Sequence[int] | None = None
+) -> list[int]:
+    """Insert tickets; returns their ids in the order of ``rows``: ``ids`` when given (reserved by
+    :func:`record_inbound_many`), else newly allocated."""
     if not rows:
         return []
-    ids = await _allocate_ticket_ids(session, len(rows))
+    if ids is None:
+        ids = await _allocate_ticket_ids(session, len(rows))
+    elif len(ids) != len(rows):
+        raise ValueError(f"{len(ids)} ticket ids for {len(rows)} tickets")
+    ids = list(ids)
     params = [
         {**_TICKET_DEFAULTS, "created_at": now, "updated_at": now, **row, "id": ticket_id}
         for row, ticket_id in zip(rows, ids)
@@ -102,15 +114,39 @@ async def create_tickets(*, session: AsyncSession, rows: Sequence[dict[str, Any]
     return ids
 
 
+#: PostgreSQL: the outbox rows of a batch as column arrays, one execution of one prepared statement
+#: whatever the batch size (an executemany is one execution per row, for PostgreSQL and for the
+#: per-row parameter processing here).
+_ENQUEUE_PG = text(
+    "INSERT INTO outbox (ticket_id, kind, payload, idempotency_key, status, attempts, created_at, next_attempt_at) "
+    "SELECT r.ticket_id, r.kind, r.payload, r.idempotency_key, 'pending', 0, :now, r.next_attempt_at "
+    "FROM unnest(CAST(:ticket_ids AS integer[]), CAST(:kinds AS varchar[]), CAST(:payloads AS json[]), "
+    "CAST(:keys AS varchar[]), CAST(:due AS timestamptz[])) AS r(ticket_id, kind, payload, idempotency_key, next_attempt_at)"
+).bindparams(bindparam("now", type_=_OUTBOX.c.created_at.type))
+#: The row keys :data:`_ENQUEUE_PG` carries; rows with others take the generic insert.
+_ENQUEUE_PG_KEYS = frozenset({"ticket_id", "kind", "payload", "idempotency_key", "next_attempt_at"})
+
+
 async def enqueue_many(*, session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
     """Insert pending outbox rows (``kind``, ``payload``, ``idempotency_key``, ``ticket_id``), due now."""
     if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql" and all(row.keys() <= _ENQUEUE_PG_KEYS for row in rows):
+        due = [row.get("next_attempt_at") or now for row in rows]
+        if any(d.tzinfo is None or d.utcoffset() is None for d in due):
+            raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
+        await connection.execute(_ENQUEUE_PG, {
+            "now": now, "ticket_ids": [row.get("ticket_id") for row in rows], "kinds": [row["kind"] for row in rows],
+            "payloads": [json.dumps(row["payload"]) for row in rows], "keys": [row["idempotency_key"] for row in rows],
+            "due": due,
+        })
         return
     params = [{**_OUTBOX_DEFAULTS, "created_at": now, "next_attempt_at": now, **row} for row in rows]
     columns = set().union(*params)
     if any(len(p) != len(columns) for p in params):  # one executemany needs the same columns in every row
         params = [{**dict.fromkeys(columns), **p} for p in params]
-    await (await session.connection()).execute(_INSERT_OUTBOX, params)
+    await connection.execute(_INSERT_OUTBOX, params)
 
 
 _TICKET_DEFAULTS: dict[str, Any] = {
