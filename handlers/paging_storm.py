@@ -168,14 +168,14 @@ class StormControl:
     async def _join(self, session: AsyncSession, joins: Mapping[int, Sequence[PageReport]],
                     now: datetime) -> dict[int, list[PageOutcome]]:
         """Reports join open incidents (``joins``: incident id -> its reports, in order); the outcomes
-        by incident id, for the incidents still open (see :meth:`_decide`). One update, one read-back,
-        one link and one history insert in all."""
+        by incident id, for the incidents still open (see :meth:`_decide`). One update (which returns
+        the totals), one link and one history insert in all."""
         if not joins:
             return {}
-        await store.add_reports(session=session, counts={iid: len(members) for iid, members in joins.items()}, now=now)
         # The totals as stored: joins committed by other transactions are in them too.
-        incidents = await store.reload_incidents(session=session, incident_ids=joins.keys())
-        joins = {iid: members for iid, members in joins.items() if incidents[iid].status in store.OPEN_STATUSES}
+        incidents = await store.add_reports(session=session, counts={iid: len(members) for iid, members in joins.items()},
+                                            now=now)
+        joins = {iid: members for iid, members in joins.items() if iid in incidents}  # the others closed meanwhile
         await store.link_tickets(session=session, links={r.ticket_id: iid for iid, members in joins.items() for r in members})
         events: list[dict[str, Any]] = []
         outcomes: dict[int, list[PageOutcome]] = {}

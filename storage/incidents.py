@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, text, update
+from sqlalchemy import Table, bindparam, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,22 +86,25 @@ async def create_incident(*, session: AsyncSession, now: datetime, **fields: Any
     return incident
 
 
-_ADD_REPORTS = (
-    # Open statuses as plain comparisons: an IN list is an "expanding" parameter, which makes an
-    # executemany run one statement per row.
-    update(_INCIDENTS).where(_INCIDENTS.c.id == bindparam("incident_id"),
-                             or_(*(_INCIDENTS.c.status == status for status in OPEN_STATUSES)))
-    .values(reports=_INCIDENTS.c.reports + bindparam("count"), last_report_at=bindparam("now"))
-)
 _LINK_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(incident_id=bindparam("incident_id"))
 
 
-async def add_reports(*, session: AsyncSession, counts: Mapping[int, int], now: datetime) -> None:
-    """``counts[incident_id]`` more reports of each incident still open, in one executemany (``reports +
-    count`` in SQL, so concurrent joins all count; the caller reads the totals and statuses back after)."""
-    if counts:
-        await (await session.connection()).execute(
-            _ADD_REPORTS, [{"incident_id": i, "count": n, "now": now} for i, n in sorted(counts.items())])
+async def add_reports(*, session: AsyncSession, counts: Mapping[int, int], now: datetime) -> dict[int, Incident]:
+    """``counts[incident_id]`` more reports of each incident still open; returns those incidents as
+    stored now, by id (those resolved meanwhile are left out and unchanged).
+
+    One ``UPDATE … RETURNING``: ``reports + count`` in SQL, so concurrent joins all count, and the
+    totals come back with the update (a read-back cost the intake transaction a round trip). On
+    PostgreSQL an incident that on-call is resolving is waited for, then checked again.
+    """
+    if not counts:
+        return {}
+    query = (update(Incident)
+             .where(Incident.id.in_(sorted(counts)), Incident.status.in_(OPEN_STATUSES))
+             .values(reports=Incident.reports + case(dict(counts), value=Incident.id, else_=0), last_report_at=now)
+             .returning(Incident)
+             .execution_options(populate_existing=True, synchronize_session=False))
+    return {incident.id: incident for incident in (await session.scalars(query)).all()}
 
 
 async def link_tickets(*, session: AsyncSession, links: Mapping[int, int]) -> None:
@@ -109,14 +112,6 @@ async def link_tickets(*, session: AsyncSession, links: Mapping[int, int]) -> No
     if links:
         await (await session.connection()).execute(
             _LINK_TICKET, [{"ticket_id": t, "incident_id": i} for t, i in sorted(links.items())])
-
-
-async def reload_incidents(*, session: AsyncSession, incident_ids: Collection[int]) -> dict[int, Incident]:
-    """The incidents of ``incident_ids`` as stored now (loaded objects are refreshed), by id."""
-    if not incident_ids:
-        return {}
-    query = select(Incident).where(Incident.id.in_(sorted(incident_ids))).execution_options(populate_existing=True)
-    return {incident.id: incident for incident in (await session.scalars(query)).all()}
 
 
 async def get_incident(*, session: AsyncSession, incident_id: int, for_update: bool = False) -> Incident | None:

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import service
@@ -481,6 +481,36 @@ async def test_intake_outbox_insert_takes_rows_with_different_columns(sessionmak
     assert [(rows[k].status, rows[k].attempts, rows[k].next_attempt_at, rows[k].detail) for k in ("k1", "k2", "k3")] == [
         ("pending", 0, NOW, None), ("pending", 0, later, None), ("pending", 0, NOW, "held back")]
     assert all(r.locked_until is None and r.delivered_at is None and r.dead_at is None for r in rows.values())
+
+
+async def test_intake_outbox_insert_of_the_usual_columns_stores_each_row_as_given(sessionmaker: SM) -> None:
+    """The rows intake writes (one statement over column arrays on PostgreSQL): payloads, tickets, due
+    times and keys land in their own row; the defaults are pending, no attempt, created now."""
+    from storage import bulk
+
+    later = NOW + timedelta(hours=4)
+    async with sessionmaker() as s, s.begin():
+        (ticket,) = await bulk.create_tickets(session=s, now=NOW, rows=[dict(
+            platform="slack", user_id="U1", text="printer jams", route="msp", severity="low", queue="msp-l1",
+            rule_id="printing", ruleset_version=1)])
+        await bulk.enqueue_many(session=s, now=NOW, rows=[
+            {"kind": "msp", "payload": {"id": "IT-1", "nested": {"list": [1, "ü"]}}, "idempotency_key": "u1",
+             "ticket_id": ticket},
+            {"kind": "sla.check", "payload": {"ticket_id": ticket}, "idempotency_key": "u2", "ticket_id": ticket,
+             "next_attempt_at": later},
+            {"kind": "admin.alert", "payload": {}, "idempotency_key": "u3"},
+        ])
+    async with sessionmaker() as s:
+        rows = {r.idempotency_key: r for r in (await s.scalars(select(OutboxRow))).all()}
+    assert [(rows[k].kind, rows[k].payload, rows[k].ticket_id, rows[k].next_attempt_at) for k in ("u1", "u2", "u3")] == [
+        ("msp", {"id": "IT-1", "nested": {"list": [1, "ü"]}}, ticket, NOW),
+        ("sla.check", {"ticket_id": ticket}, ticket, later), ("admin.alert", {}, None, NOW)]
+    assert all((r.status, r.attempts, r.created_at) == ("pending", 0, NOW) for r in rows.values())
+
+    with pytest.raises((ValueError, StatementError), match="naive datetime"):  # StatementError wraps it on SQLite
+        async with sessionmaker() as s, s.begin():
+            await bulk.enqueue_many(session=s, now=NOW, rows=[
+                {"kind": "msp", "payload": {}, "idempotency_key": "u4", "next_attempt_at": datetime(2030, 1, 1)}])
 
 
 async def test_delivered_marks_in_one_statement_record_each_row_once(sessionmaker: SM) -> None:
