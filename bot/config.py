@@ -110,8 +110,9 @@ class DeliveryConfig(_Section):
 class DatabaseConfig(_Section):
     url: str | None = None
     pool_size: int = Field(default=10, ge=1, le=200)
-    #: Intake transactions in flight at once (group commit). None: 1 on SQLite (one writer at a
-    #: time anyway), 4 on PostgreSQL. Each holds a pooled connection while it runs.
+    #: Intake transactions in flight at most (group commit; more than one only while a whole batch
+    #: waits behind a running one). None: 1 on SQLite (one writer at a time anyway), 4 on
+    #: PostgreSQL. Each holds a pooled connection while it runs.
     intake_writers: int | None = Field(default=None, ge=1, le=64)
     #: Inbound event ids (platform retry dedupe) are forgotten after this many days.
     inbound_retention_days: float = Field(default=7.0, ge=1, le=365)
