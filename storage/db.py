@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 #: How long a SQLite connection waits for the write lock before giving up ("database is locked").
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -258,5 +258,33 @@ def _sqlite_file_lock(url: str) -> Iterator[None]:
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
-    """Apply the migrations to ``revision`` without blocking the running event loop."""
+    """Apply the migrations to ``revision`` without blocking the running event loop.
+
+    Every process runs this at start-up, and usually the database is already at the head: one query
+    says so, and Alembic is not loaded at all. Loading it (with Mako, and the Pygments lexers Mako
+    installs for its error pages) cost each process about 10 MB it kept for its lifetime.
+    """
+    if revision == "head" and await _at_head(url):
+        return
     await asyncio.to_thread(upgrade_sync, url, revision)
+
+
+def head_revision() -> str:
+    """The newest migration's revision. Migrations are numbered (``0001_initial_schema.py``, …) with
+    the number as revision and a linear history, so it is the highest number; a test checks this
+    against Alembic's own answer."""
+    return max(path.name.split("_", 1)[0] for path in (_migrations_dir() / "versions").glob("[0-9]*_*.py"))
+
+
+async def _at_head(url: str) -> bool:
+    """True when the database at ``url`` records exactly :func:`head_revision` as applied. Any doubt
+    (no version table yet, another revision, an error) is False: Alembic then decides and reports."""
+    engine = create_async_engine(normalise_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            applied = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+    except SQLAlchemyError:
+        return False
+    finally:
+        await engine.dispose()
+    return list(applied) == [head_revision()]

@@ -129,6 +129,29 @@ async def test_migrations_match_models(db_url: str) -> None:
     assert head is not None and version == head
 
 
+def test_head_revision_is_alembics_head(db_url: str) -> None:
+    """The cheap start-up check reads the head from the migration files' numbers; Alembic agrees."""
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+
+
+def test_start_up_on_a_database_at_head_does_not_load_alembic(db_url: str) -> None:
+    """A process whose database is at the head checks it with one query; a fresh one migrates."""
+    code = ("import asyncio, sys; from storage.db import upgrade; asyncio.run(upgrade(sys.argv[1])); "
+            "print('alembic' in sys.modules)")
+
+    def start() -> str:
+        done = subprocess.run([sys.executable, "-c", code, db_url], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert start() == "True"  # a fresh database: Alembic migrates it
+    assert start() == "False"  # at the head: not loaded
+
+
 async def test_upgrade_sync_inside_running_loop(db_url: str) -> None:
     upgrade_sync(db_url)  # a blocking call from a coroutine must not trip over the running loop
     eng = make_engine(db_url)
