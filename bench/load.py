@@ -273,8 +273,8 @@ def report(r: dict[str, Any]) -> list[tuple[str, bool]]:
                rate >= TARGET_RATE * 0.98),
               (f"{r['label']}: p99 ack <= {TARGET_P99 * 1e3:.0f} ms", p99 <= TARGET_P99),
               (f"{r['label']}: delivery lag p99 <= {TARGET_LAG:g} s", lag99 <= TARGET_LAG and not r["pending"]),
-              (f"{r['label']}: RSS <= {TARGET_RSS:.0f} MB per replica"
-               f"{' (serve + worker process)' if r.get('worker_process') else ''}: {rss:.0f} MB", rss <= TARGET_RSS)]
+              ((f"{r['label']}: RSS <= {TARGET_RSS:.0f} MB per replica"
+                f"{' (serve + worker process)' if r.get('worker_process') else ''}: {rss:.0f} MB"), rss <= TARGET_RSS)]
     for name, passed in checks:
         print(f"   target {name}: {verdict(passed)}")
     return checks

@@ -147,7 +147,7 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             return
         try:
             dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - any failure means: not usable, connect again
+        except Exception as exc:  # any failure means: not usable, connect again
             raise DisconnectionError(f"idle connection failed its ping ({type(exc).__name__})") from exc
 
 
