@@ -148,7 +148,7 @@ async def _worker(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info("handoff worker (database %s, poll %gs, nice %d)", _safe_url(settings.database_url),
              settings.delivery.poll_interval_seconds, os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0)
-    async with open_core(settings, clock=utcnow) as core:
+    async with open_core(settings, clock=utcnow, load_rules=False) as core:
         tune_gc()
         await core.worker.run(stop)
     return 0

@@ -99,8 +99,15 @@ class Core:
 
 
 @contextlib.asynccontextmanager
-async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None = None) -> AsyncIterator[Core]:
-    """Migrate and open the database, load the rules, build the worker and the intake."""
+async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None = None,
+                    load_rules: bool = True) -> AsyncIterator[Core]:
+    """Migrate and open the database, load the rules, build the worker and the intake.
+
+    ``load_rules=False`` (``handoff worker``): the rules are neither imported from ``app.yaml`` nor
+    compiled, since a worker classifies nothing (the ``serve`` processes import them); it saves the
+    process the compiled rule set's memory. Its intake and commands must then not be used: they
+    raise "rules not loaded".
+    """
     url = settings.database_url
     await db.upgrade(url)
     engine = db.make_engine(url, pool_size=settings.database.pool_size)
@@ -110,7 +117,8 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
     try:
         sessionmaker = db.make_sessionmaker(engine)
         rules = ActiveRules(sessionmaker=sessionmaker, clock=clock)
-        await rules.sync_from_file(settings.routing)
+        if load_rules:
+            await rules.sync_from_file(settings.routing)
         async with aiohttp.ClientSession() as http:
             d = settings.delivery
             paging = paging_setup.paging_options(settings)

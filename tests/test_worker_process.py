@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -105,5 +106,8 @@ async def test_worker_nice_zero_leaves_the_priority_alone(tmp_path: Path) -> Non
         try:
             await worker.start()
             assert os.getpriority(os.PRIO_PROCESS, worker.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+            # A worker classifies nothing: it leaves app.yaml's rules to `serve` (and their memory).
+            with sqlite3.connect(tmp_path / "handoff.db") as db:
+                assert db.execute("SELECT count(*) FROM ruleset_versions").fetchone() == (0,)
         finally:
             worker.stop()
