@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -282,6 +282,9 @@ async def _at_head(url: str) -> bool:
     engine = create_async_engine(normalise_url(url), poolclass=NullPool)
     try:
         async with engine.connect() as conn:
+            # Asked first, so that a new database does not leave an error in the server's log.
+            if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+                return False
             applied = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
     except SQLAlchemyError:
         return False
