@@ -61,9 +61,10 @@ async def test_serve_without_worker_and_a_worker_process_deliver(db_url: str, tm
 
             await worker.start()
             # The shipped delivery.separate_worker_nice: the worker yields the CPU to `serve`.
-            assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 10
+            nice = max(10, os.getpriority(os.PRIO_PROCESS, 0))  # never below the runner's own
+            assert os.getpriority(os.PRIO_PROCESS, worker.pid) == nice
             assert os.getpriority(os.PRIO_PROCESS, web.pid) == os.getpriority(os.PRIO_PROCESS, 0)
-            assert "nice 10)" in worker.log_text()
+            assert f"nice {nice})" in worker.log_text()
             assert await _msp_markers(fakes, "EvSplitFirst01", timeout=15) is not None, worker.tail()
             # Intake cannot wake the other process: the worker's short poll bounds the delay.
             second = Event("EvSplitSecond1", "my laptop battery drains in an hour (ref EvSplitSecond1)")
