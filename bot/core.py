@@ -176,7 +176,8 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
 
 
 def _intake_writers(settings: Settings, dialect: str) -> int:
-    """Intake transactions in flight at once: as configured, else 1 on SQLite and 4 on PostgreSQL."""
+    """Intake transactions in flight at most (see ``handlers.batching``: more than one only while a
+    whole batch waits): as configured, else 1 on SQLite and 4 on PostgreSQL."""
     configured = settings.database.intake_writers
     if configured is not None:
         return min(configured, settings.database.pool_size)

@@ -76,8 +76,8 @@ class StormControl:
         """Decide every page report of one intake transaction, in order.
 
         Set-at-a-time: one lookup for every grouping key of the batch, then the reports that join an
-        open incident join together (one update, one read-back, one link and one history insert for
-        the whole batch, whatever the number of incidents). Reports are decided in order, so a report
+        open incident join together (one update that returns the totals, one link and one history
+        insert for the whole batch, whatever the number of incidents). Reports are decided in order, so a report
         that opens an incident is joined by the later reports of its storm in the same batch. Each
         reporter still gets their own report number. (Storm control was an eighth of a replica's CPU
         under load with a few statements per report; a batch with reports of many storms, the case
