@@ -18,12 +18,13 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import InboundEvent, OutboxRow, Ticket
+from storage.models import InboundEvent, OutboxRow, Ticket, UTCDateTime
 from storage.outbox import relax_durability
 
 _EVENTS = cast(Table, InboundEvent.__table__)
 _TICKETS = cast(Table, Ticket.__table__)
 _OUTBOX = cast(Table, OutboxRow.__table__)
+_UTC = UTCDateTime()
 
 
 #: New event ids, duplicates skipped, the new ones returned: one statement whatever the batch size.
@@ -133,9 +134,8 @@ async def enqueue_many(*, session: AsyncSession, rows: Sequence[dict[str, Any]],
         return
     connection = await session.connection()
     if connection.dialect.name == "postgresql" and all(row.keys() <= _ENQUEUE_PG_KEYS for row in rows):
-        due = [row.get("next_attempt_at") or now for row in rows]
-        if any(d.tzinfo is None or d.utcoffset() is None for d in due):
-            raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
+        # As the column type stores them: in UTC, a naive time refused.
+        due = [_UTC.process_bind_param(row.get("next_attempt_at") or now, connection.dialect) for row in rows]
         await connection.execute(_ENQUEUE_PG, {
             "now": now, "ticket_ids": [row.get("ticket_id") for row in rows], "kinds": [row["kind"] for row in rows],
             "payloads": [json.dumps(row["payload"]) for row in rows], "keys": [row["idempotency_key"] for row in rows],

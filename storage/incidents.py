@@ -18,7 +18,6 @@ from storage.models import Incident, OncallOverride, OutboxRow, Ticket, TicketEv
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
 _EVENTS = cast(Table, TicketEvent.__table__)
-_INCIDENTS = cast(Table, Incident.__table__)
 _TICKETS = cast(Table, Ticket.__table__)
 #: Incidents that are still open (a report may join them; on-call may act on them).
 OPEN_STATUSES = ("triggered", "acknowledged")
