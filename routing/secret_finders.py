@@ -82,6 +82,9 @@ _SECRET_LABEL = (r"\b(?:[a-z0-9]+[_-])*(?:api[_ -]?(?:key|secret|token)|apikey|x
 _SECRET = re2.compile(  # groups: 1 label, then 2 separator and 3 value, or 4 (no separator) value
     rf"(?i)({_SECRET_LABEL})(?:([\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|ist|lautet)\b)[ \t]*"
     rf"(?:[:=-][ \t]*)?)({_QUOTED}|[^\s\"'<>,;&]+)|[ \t]+({_WEAK_VALUE}))")
+# A label and separator ending right where a value starts: a card-shaped value after it is that secret.
+_SECRET_LABEL_BEFORE = re2.compile(
+    rf"(?i)({_SECRET_LABEL})[\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|ist|lautet)\b)[ \t]*(?:[:=-][ \t]*)?[\"']?\z")
 _AWS_ID = r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"
 _AWS_ID_RX = re2.compile(_AWS_ID)
 _AWS_PREFIXES = (b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"A3T")
@@ -253,6 +256,16 @@ def _secret_kind(label: str, value: str, b: bytes, s: int, e: int) -> str:
     return "secret"
 
 
+def _cards(b: bytes) -> Iterator[Hit]:
+    """Card numbers, except that digits given as the value of a secret label ("api_key: 4111...",
+    "token=0000...") are that secret: the label says what was leaked, and what to rotate."""
+    for s, e, kind in cards(b):
+        m = _SECRET_LABEL_BEFORE.search(b[max(0, s - 80):s])
+        if m is not None:
+            kind = _secret_kind(m.group(1).decode("ascii", "replace").lower(), b[s:e].decode("ascii"), b, s, e)
+        yield s, e, kind
+
+
 def _aws_near_id(b: bytes) -> Iterator[Hit]:
     """40-character secret access keys within 200 bytes of an access key id."""
     ids = [m.start() for m in _AWS_ID_RX.finditer(b)]  # sorted; an id is 20 bytes long
@@ -309,7 +322,7 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
         r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}", "secret")),
     ((b"://",), False, _simple(
         r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@?#,\[\]]+:([^\s:/@?#,\[\]]+)@", "password", 1)),
-    ((b"",), False, cards),
+    ((b"",), False, _cards),
     ((b"authori",), True, _simple(
         r"(?i)\b(?:proxy-)?authori[sz]ation[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:bearer|basic|token|"
         r"digest|negotiate|ntlm|sharedkey|apikey|sso-key)[ \t]+)?([A-Za-z0-9._~+/:=-]+)",

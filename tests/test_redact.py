@@ -128,6 +128,10 @@ POSITIVE: list[tuple[str, str]] = [
     ("amex 378282246310005", f"amex {ph('card-number')}"),
     ("amex 3782 822463 10005", f"amex {ph('card-number')}"),
     ("6011111111111117", ph("card-number")),
+    # card-shaped digits given as a secret label's value are that secret, even near card words
+    ("PAYMENT\napi_key: 00000000000000", f"PAYMENT\napi_key: {ph('secret')}"),
+    ("card declined; token=4111111111111111", f"card declined; token={ph('secret')}"),
+    ("aws_secret_access_key = 4111111111111111", f"aws_secret_access_key = {ph('aws-key')}"),
     # generic secrets
     ("api key: 1234abcd5678efgh", f"api key: {ph('secret')}"),
     ("https://x.example.com/api?token=abc123def456&page=2", f"https://x.example.com/api?token={ph('secret')}&page=2"),
