@@ -1,7 +1,8 @@
 """The detectors behind :func:`routing.redact.redact`: RE2 patterns and labels.
 
 What a value after a label must not be (prose, addresses, dates) is decided in
-:mod:`routing.secret_values`; payment card numbers are found by :mod:`routing.secret_cards`.
+:mod:`routing.secret_values`; payment card numbers are found by :mod:`routing.secret_cards`, passwords
+after their labels by :mod:`routing.secret_passwords`.
 
 Each entry of :data:`FINDERS` is ``(trigger literals, case-insensitive?, finder)``, in priority
 order: an earlier detector wins an overlap. A finder yields byte spans with their kind.
@@ -17,13 +18,24 @@ from typing import Any
 import re2
 
 from routing.secret_cards import cards
+from routing.secret_passwords import (
+    PASSWORD,
+    PASSWORD_FOR,
+    PASSWORD_REV,
+    PW_TRIGGERS,
+    it_to,
+    password,
+    password_for,
+    password_rev,
+)
 from routing.secret_values import (
-    PIN,
+    QUOTED,
     STOP_WORDS_B,
-    TEMPLATE,
+    WEAK_VALUE,
     Hit,
     is_stop,
     looks_strong,
+    near,
     token_like,
     value_span,
 )
@@ -33,46 +45,6 @@ Match = Any  # re2's match objects are untyped
 
 
 # --- patterns ---------------------------------------------------------------------------------------
-_QUOTED = r'"[^"\r\n]+"|\'[^\'\r\n]+\'|“[^”\r\n]+”|‘[^’\r\n]+’|`[^`\r\n]+`|«[^»\r\n]+»'
-_SEP_STRONG = (r"[\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|are|were|ist|war|lautet|sind|est|es)\b|[èé](?:[ \t]|\z))"
-               r"[ \t]*(?:[:=-][ \t]*)?(?:(?:now|currently|still|just|temporarily|actually|simply)[ \t]+)?")
-_SEP_TO = (r"[ \t]+(?:(?:has[ \t]+been|have[ \t]+been|was|is|are|were|got|been)(?:[ \t]+not)?[ \t]+)?"
-           r"(?:re)?(?:set|changed|updated)[ \t]+to[ \t]+|[ \t]+(?:to|as|auf)[ \t]+")
-_PW_LABEL = (r"\b(?:[a-z0-9]+[_-])*(?:pass(?:words?|wort(?:e?s)?|wd|wrd|owrd|ord)|pasword|passwrod|"
-             r"paswd|paswort|pass[ -]word|pass(?:codes?|phrases?)|pass[ -]phrase|pwd|pw|p/w|pword|"
-             r"kennwort|mot de passe|contraseña|contrasena|senha|wachtwoord|pin(?:[ -]?code)?|"
-             r"cred(?:s|entials?)|wi-?fi[ _-]?(?:key|code|pass)|wpa2?[ _-]?(?:key|psk|passphrase)|"
-             r"network[ _-]?key|psk|pre-?shared[ _-]?key|pass)"
-             r"(?:[_-][a-z0-9]+)*")
-_PREPS = "for|of|on|at|in|with|from|für|fuer|zu|von|de|del|des|pour|para"
-_WORD = r"[^\s:=.,;!?()\[\]]+"
-# After a weak separator ("password X", "password to X") only a token with a digit, a symbol or a
-# lower-to-upper change can be a value: the regex itself skips "password reset", "pw for ...".
-_WEAK_VALUE = r"(?-i:\S*(?:[0-9@#$%^&*+=~|\\<>]|[a-z]\S*[A-Z])\S*)"
-# groups: 1 label, then a (separator, value) pair: 2-3 "reset to X", 4-5 "is X" / ": X",
-# 6-7 "- X" / " X" / "| X" (a table cell), or 8-9 a value alone on the line after "Password:"
-_PASSWORD = re2.compile(
-    rf"(?i)({_PW_LABEL})(?:({_SEP_TO})({_QUOTED}|{_WEAK_VALUE})|({_SEP_STRONG})({_QUOTED}|\S+)|"
-    rf"([ \t]*[-|][ \t]*|[ \t]+)({_QUOTED}|{_WEAK_VALUE})|"
-    rf"([ \t]*:[ \t]*\r?\n[ \t]*)({_WEAK_VALUE})[ \t]*(?:\r?\n|\z))")
-_PASSWORD_REV = re2.compile(  # "Hunter22 is my new password"; groups: 1 value, 2 label
-    rf"(?i)(?:\A|[\s(])({_WEAK_VALUE})[ \t]+(?:is|was)[ \t]+(?:my|the|our|his|her|your|their)"
-    rf"(?:[ \t]+[a-z0-9-]+){{0,2}}?[ \t]+(password|passwort|pw|pwd|passcode|passphrase|pin)\b")
-_IT_TO = re2.compile(  # "I reset it to Velvet@76652": no label, so only a value shaped like a password
-    rf"(?i)\b(reset|set|changed?)[ \t]+(?:it|mine|this|that)[ \t]+(?:back[ \t]+)?to[ \t]+({_WEAK_VALUE})")
-_QUERY_TAIL = re2.compile(r"&(?:amp;)?[A-Za-z0-9_.\[\]-]+=")  # Slack sends "&" as "&amp;"
-# groups: 1 label, 2 filler, then 3 separator and 4 value, or 5 "to" and 6 value
-_PASSWORD_FOR = re2.compile(  # "password for the vpn is X", "password I use is X"
-    rf"(?i)({_PW_LABEL})((?:[ \t]+(?:{_PREPS})(?:[ \t]+{_WORD}){{1,4}}?|(?:[ \t]+{_WORD}){{1,4}}?))"
-    rf"(?:({_SEP_STRONG})({_QUOTED}|\S+)|([ \t]+(?:to|auf)[ \t]+)({_QUOTED}|{_WEAK_VALUE}))")
-_PREP_RX = re2.compile(_PREPS.encode())
-_VERB_SEPS = frozenset(b"is was are were ist war lautet sind est es".split()) | {"è".encode(), "é".encode()}
-_LINKERS = frozenset(b"and or but because since so if when while which it he she they there this what "
-                     b"who also then please not is was are".split())
-_WEAK_SEPS = (b"to", b"as", b"auf")
-_PLAIN_SEPS = frozenset((b":", b"=", b"is", b"are"))
-_MULTIWORD = (b"passphrase", b"pass phrase", b"pass-phrase", b"cred")
-_WHO = frozenset(b"user userid username user-id id account login employee name mr ms mrs".split())
 _SECRET_LABEL = (r"\b(?:[a-z0-9]+[_-])*(?:api[_ -]?(?:key|secret|token)|apikey|x-api-key|"
                  r"(?:access|auth|refresh|id|session|bot|oauth|private|bearer)[_ -]?token|"
                  r"personal[_ -]access[_ -]token|(?:secret|encryption|signing|master|private|access|"
@@ -81,7 +53,7 @@ _SECRET_LABEL = (r"\b(?:[a-z0-9]+[_-])*(?:api[_ -]?(?:key|secret|token)|apikey|x
                  r"ocp-apim-subscription-key|sas[_ -]?token|secret|token)(?:[_-][a-z0-9]+)*")
 _SECRET = re2.compile(  # groups: 1 label, then 2 separator and 3 value, or 4 (no separator) value
     rf"(?i)({_SECRET_LABEL})(?:([\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|ist|lautet)\b)[ \t]*"
-    rf"(?:[:=-][ \t]*)?)({_QUOTED}|[^\s\"'<>,;&]+)|[ \t]+({_WEAK_VALUE}))")
+    rf"(?:[:=-][ \t]*)?)({QUOTED}|[^\s\"'<>,;&]+)|[ \t]+({WEAK_VALUE}))")
 # A label and separator ending right where a value starts: a card-shaped value after it is that secret.
 _SECRET_LABEL_BEFORE = re2.compile(
     rf"(?i)({_SECRET_LABEL})[\"']?[ \t]*(?:=>|[:=]|\b(?:is|was|ist|lautet)\b)[ \t]*(?:[:=-][ \t]*)?[\"']?\z")
@@ -128,95 +100,6 @@ def _labelled(rx: Any, decide: Callable[[Match, bytes], Hit | None]) -> Finder:
     return find
 
 
-def _password(m: Match, b: bytes) -> Hit | None:
-    sep = next(g for g in (2, 4, 6, 8) if m.start(g + 1) >= 0)
-    # a value alone on the line after "Password:" counts as after a weak separator
-    return _password_hit(b, m.span(1), (0, 0), (0, 0) if sep == 8 else m.span(sep), m.span(sep + 1))
-
-
-def _password_rev(m: Match, b: bytes) -> Hit | None:
-    s, e, v, _ = value_span(b, *m.span(1))
-    label = b[m.start(2):m.end(2)].lower()
-    ok = looks_strong(v) or (label in (b"pin", b"passcode") and PIN.fullmatch(v) is not None)
-    return (s, e, "password") if ok and s < e else None
-
-
-def _password_for(m: Match, b: bytes) -> Hit | None:
-    strong = m.start(4) >= 0  # else "reset the password for bob to Welcome1"
-    return _password_hit(b, m.span(1), m.span(2), m.span(3 if strong else 5), m.span(4 if strong else 6))
-
-
-def _it_to(b: bytes) -> Iterator[Hit]:
-    """"reset it to X" where X has a symbol, or after "reset" mixes cases and digits ("Welcome1").
-
-    Not "set it to 1920x1080", "changed it to Office2019" (a product name reads the same as "Welcome1").
-    """
-    for m in _IT_TO.finditer(b):
-        s, e, v, _ = value_span(b, *m.span(2))
-        v = v.rstrip(".!?")
-        e = s + len(v.encode())
-        shaped = any(c in "!@#$%^&*+=~" for c in v) or (b[m.start(1):m.end(1)].lower() == b"reset" and any(
-            c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v))
-        if shaped and looks_strong(v):
-            yield s, e, "password"
-
-
-def _clause_end(b: bytes, s: int) -> int:
-    """End of the clause starting at ``s``: the line, cut at ", " / ". " / "; ", at most 100 bytes."""
-    nl = b.find(b"\n", s, s + 100)
-    seg = b[s:nl if nl >= 0 else s + 100]
-    for stop in (b", ", b". ", b"; ", b"! ", b"? "):
-        cut = seg.find(stop)
-        seg = seg[:cut] if cut >= 0 else seg
-    return s + len(seg.rstrip(b" \t\r.,;:!?"))
-
-
-def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int],
-                  sep_span: tuple[int, int], value: tuple[int, int]) -> Hit | None:
-    vs, ve = value
-    label = b[label_span[0]:label_span[1]].lower()
-    multi = any(w in label for w in _MULTIWORD)
-    if b.startswith(b"[redacted:", vs) or (not multi and b[vs:ve].lower().rstrip(b".,;:!?") in STOP_WORDS_B):
-        return None  # the common case: "password is expired"
-    words = b[filler[0]:filler[1]].lower().split()
-    sep = b[sep_span[0]:sep_span[1]].strip(b" \t\"'").lower()
-    s, e, v, quoted = value_span(b, vs, ve)
-    strong = sep not in (b"", b"-", b"|") and not sep.startswith(_WEAK_SEPS) and not sep.endswith(_WEAK_SEPS)
-    if (words and not strong and sep not in (b"to", b"auf")) or (
-            (label == b"pass" or b"cred" in label) and sep not in _PLAIN_SEPS):
-        return None
-    if words and (words[-1] in _WHO or (len(words) == 1 and _PREP_RX.fullmatch(words[0]))):
-        return None  # "password for user: jdoe" names the account, not the password
-    if words and not _PREP_RX.fullmatch(words[0]) and (sep not in _VERB_SEPS or _LINKERS & set(words)):
-        return None  # "password sign on is X" yes; "password reset: X", "password which is X" no
-    if multi and strong and not quoted:
-        e = _clause_end(b, s)  # "passphrase: correct horse battery staple", "creds: bob / Hunter22"
-        v = b[s:e].decode("utf-8", "replace")
-        parts = v.replace("/", " ").replace(":", " ").split()
-        if all(is_stop(w) for w in parts) or (
-                b"cred" in label and not any(looks_strong(w, min_len=4) for w in parts)):
-            return None
-        return s, e, "password"
-    if not quoted and sep == b"=" and (q := _QUERY_TAIL.search(v)) is not None:
-        v = v[:q.start()]  # "password=X&user=bob": the query string goes on
-        e = s + len(v.encode())
-    if label.startswith(b"pin"):  # "pin: 4821", "unlock pin 4821", "pin is X1y2"; never "pin the issue"
-        ok = PIN.fullmatch(v) is not None or (strong and looks_strong(v, min_len=4))
-    elif label.startswith(b"passc"):  # a passcode may be digits only, or read like a password
-        ok = PIN.fullmatch(v) is not None or (strong and len(v) >= 4 and not is_stop(v)) or looks_strong(v)
-    elif quoted:
-        ok = len(v) >= 3 and not all(is_stop(w) for w in v.split())
-    elif strong:
-        ok = len(v) >= 4 and not is_stop(v)
-    else:
-        ok = looks_strong(v)
-    if not ok or s >= e or TEMPLATE.search(v):
-        return None
-    near = _near(b, s, e) if sep == b"=" else b""
-    azure = b"windows.net" in near or b"azure" in near  # Password= in an Azure connection string
-    return s, e, "azure-key" if azure else "password"
-
-
 def _secret(m: Match, b: bytes) -> Hit | None:
     has_sep = m.start(3) >= 0
     vs, ve = m.span(3 if has_sep else 4)
@@ -232,25 +115,19 @@ def _secret(m: Match, b: bytes) -> Hit | None:
     return (s, e, _secret_kind(label, v, b, s, e)) if ok and s < e else None
 
 
-def _near(b: bytes, s: int, e: int, width: int = 300) -> bytes:
-    """The lower-cased text around a hit (not the hit: a password may contain "azure"), where a vendor
-    name would tell its kind."""
-    return (b[max(0, s - width):s] + b" " + b[e:e + width]).lower()
-
-
 def _secret_kind(label: str, value: str, b: bytes, s: int, e: int) -> str:
     """Name a labelled secret after its vendor when the label or the value's shape says which."""
     if "aws" in label or "amazon" in label:
         return "aws-key"
     if any(w in label for w in ("azure", "ocp-apim", "storage", "account", "sas")) or (
             _AZURE_KEY_SHAPE.fullmatch(value)) or ("client" in label and any(
-                w in _near(b, s, e) for w in (b"azure", b"entra", b"tenant", b"microsoft"))):
+                w in near(b, s, e) for w in (b"azure", b"entra", b"tenant", b"microsoft"))):
         return "azure-key"
     for word, kind in (("github", "github-token"), ("slack", "slack-token"),
                        ("google", "google-api-key"), ("gcp", "google-api-key")):
         if word in label:
             return kind
-    if _AWS_SECRET_SHAPE.fullmatch(value) and (b"aws" in _near(b, s, e) or _AWS_ID_RX.search(
+    if _AWS_SECRET_SHAPE.fullmatch(value) and (b"aws" in near(b, s, e) or _AWS_ID_RX.search(
             b, max(0, s - 300), e + 300)):
         return "aws-key"
     return "secret"
@@ -287,8 +164,6 @@ def _basic_credentials(v: str) -> bool:
     return b":" in raw and len(raw) >= 3 and all(32 <= c < 127 for c in raw)
 
 
-_PW_TRIGGERS = (b"pass", b"pw", b"p/w", b"pin", b"kennwort", b"mot de passe", b"contrase", b"senha",
-                b"wachtwoord", b"cred", b"wifi", b"wi-fi", b"wpa", b"network key", b"psk", b"shared key")
 # (trigger literals, triggers case-insensitive?, finder) in priority order: earlier wins an overlap.
 _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
     ((b"private key",), True, _simple(
@@ -334,10 +209,10 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
     ((b"mysql", b"sshpass", b"curl"), False, _simple(  # command lines with the password in them
         r"\bmysql(?:dump|admin)?\b[^\n]{0,100}?[ \t]-p([^\s-]\S*)|\bsshpass[ \t]+-p[ \t]*(\S+)|"
         r"\bcurl\b[^\n]{0,200}?[ \t](?:-u|--user)[ \t]*[^\s:]+:([^\s@]+)", "password", -1)),
-    (_PW_TRIGGERS, True, _labelled(_PASSWORD, _password)),
-    (_PW_TRIGGERS, True, _labelled(_PASSWORD_REV, _password_rev)),
-    (_PW_TRIGGERS, True, _labelled(_PASSWORD_FOR, _password_for)),
-    ((b"it to", b"mine to", b"this to", b"that to"), True, _it_to),
+    (PW_TRIGGERS, True, _labelled(PASSWORD, password)),
+    (PW_TRIGGERS, True, _labelled(PASSWORD_REV, password_rev)),
+    (PW_TRIGGERS, True, _labelled(PASSWORD_FOR, password_for)),
+    ((b"it to", b"mine to", b"this to", b"that to"), True, it_to),
     ((b"key", b"secret", b"token"), True, _labelled(_SECRET, _secret)),
 )
 

@@ -58,6 +58,11 @@ _NOT_A_SECRET = re2.compile(r"[A-Za-z]+(?:[-'/_][A-Za-z]+)*|[A-Za-z]+_[0-9]+|"
                             r"[0-9]+(?:[./:-][0-9]+)+|v?[0-9]+(?:\.[0-9a-z]+)+")
 TEMPLATE = re2.compile(r"(?i)[(<{\[][ \t]*(?:your|new|old|the|user|pass|pwd|login|name|ticket)")
 PIN = re2.compile(r"[0-9]{4,12}")
+#: A quoted value, in the quotes people type.
+QUOTED = r'"[^"\r\n]+"|\'[^\'\r\n]+\'|“[^”\r\n]+”|‘[^’\r\n]+’|`[^`\r\n]+`|«[^»\r\n]+»'
+#: After a weak separator ("password X", "password to X") only a token with a digit, a symbol or a
+#: lower-to-upper change can be a value: the regex itself skips "password reset", "pw for ...".
+WEAK_VALUE = r"(?-i:\S*(?:[0-9@#$%^&*+=~|\\<>]|[a-z]\S*[A-Z])\S*)"
 
 
 def is_stop(value: str) -> bool:
@@ -101,3 +106,9 @@ def value_span(b: bytes, s: int, e: int) -> tuple[int, int, str, bool]:
         e -= len(v[-1].encode())
         v = v[:-1]
     return s, e, v, False
+
+
+def near(b: bytes, s: int, e: int, width: int = 300) -> bytes:
+    """The lower-cased text around a hit (not the hit: a password may contain "azure"), where a vendor
+    name would tell its kind."""
+    return (b[max(0, s - width):s] + b" " + b[e:e + width]).lower()
