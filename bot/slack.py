@@ -107,6 +107,8 @@ class SlackEdge:
         signature = request.headers.get("X-Slack-Signature", "")
         if not timestamp or not signature:
             return self._reject(request, 401, "missing Slack signature headers")
+        if not (timestamp.isascii() and signature.isascii()):  # hmac.compare_digest raises on non-ASCII str
+            return self._reject(request, 401, "invalid signature")
         if not self._fresh(timestamp):
             return self._reject(request, 401, "stale or invalid timestamp")
         if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):

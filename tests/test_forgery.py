@@ -8,6 +8,7 @@ signed request inside the freshness window are absorbed as duplicates (one ticke
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -92,6 +93,18 @@ async def world(db_url: str) -> AsyncIterator[World]:
 
 # --- Slack ---------------------------------------------------------------------------------------
 
+async def _raw_post(world: World, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """POST over a plain socket: headers that aiohttp's client would refuse to send (any client can)."""
+    server = world.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    head = f"POST {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    writer.write((head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    return answer.split(b"\r\n", 1)[0]
+
+
 def _slack_forgery(label: str, body: str) -> dict[str, str]:
     now = int(time.time())
     if label == "unsigned":
@@ -132,6 +145,17 @@ async def test_slack_forgeries_are_refused_401_and_counted(world: World) -> None
             wrong.append(f"{label}: {resp.status} {await resp.text()}")
     assert not wrong
     assert await world.count(Ticket) == 0 and await world.count(InboundEvent) == 0
+
+
+@pytest.mark.parametrize("header", ["X-Slack-Signature", "X-Slack-Request-Timestamp"])
+async def test_slack_non_ascii_signature_headers_are_refused_401(world: World, header: str) -> None:
+    body = event_body("printer on floor 3 is jammed", event_id="EvForged-non-ascii")
+    headers = {**signed_headers(body, content_type=JSON), "Content-Type": JSON}
+    headers[header] = "v0=\u00e9" + "0" * 63 if header == "X-Slack-Signature" else "\u0661" * 10  # Arabic-Indic digits
+    before = await world.rejected("slack", 401)
+    assert b" 401 " in await _raw_post(world, "/slack/events", headers, body.encode())
+    assert await world.rejected("slack", 401) == before + 1
+    assert await world.count(InboundEvent) == 0
 
 
 async def test_slack_replayed_event_is_one_ticket_and_counted_as_duplicate(world: World) -> None:
