@@ -24,7 +24,7 @@ from bot.core import Clock, Core, open_core, utcnow
 from bot.logs import request_id_middleware
 from bot.metrics import Metrics
 from bot.msp_callback import MspCallback
-from bot.slack import SlackEdge
+from bot.slack import SlackEdge, socket_mode_handler
 from handlers.housekeeping import Housekeeper
 from handlers.msp_updates import MspUpdates
 from storage import service
@@ -86,11 +86,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             )
             app[SLACK] = edge
             if slack.app_token is not None:
-                from slack_bolt.adapter.socket_mode.async_handler import (
-                    AsyncSocketModeHandler,
-                )
-
-                socket_mode = AsyncSocketModeHandler(edge.app, slack.app_token.get_secret_value())
+                socket_mode = socket_mode_handler(edge, slack.app_token.get_secret_value())
                 await socket_mode.connect_async()
                 log.info("Slack Socket Mode connected")
         teams_edge = _teams_edge(settings, core, metrics, app[CLOCK])

@@ -45,6 +45,8 @@ from handlers.text_input import clean_name, clean_text, valid_id
 
 log = logging.getLogger(__name__)
 
+#: The text bolt's authorization middleware answers (200) when auth.test fails; never shown to anyone.
+_AUTH_FAILED = "handoff: auth.test failed"
 #: What slack-bolt raises while it reads a body whose shape :func:`check_shape` did not foresee.
 PARSE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
 
@@ -90,6 +92,8 @@ class SlackEdge:
             process_before_response=True,
             request_verification_enabled=False,  # done in handle(), before parsing
             logger=logging.getLogger("handoff.slack_bolt"),
+            # bolt answers 200 with this text when its auth.test call fails; handle() makes it a 503.
+            user_facing_authorize_error_message=_AUTH_FAILED,
         )
         self._register()
 
@@ -128,7 +132,20 @@ class SlackEdge:
             if where is None:
                 raise
             return self._reject(request, 400, f"body slack-bolt cannot read ({type(exc).__name__} in {where})")
-        return await to_aiohttp_response(response)
+        return await to_aiohttp_response(self.unless_auth_failed(response))
+
+    def unless_auth_failed(self, response: BoltResponse) -> BoltResponse:
+        """``response``, or a 503 when it is bolt's answer to a failed auth.test (rate limited, Slack
+        down, a revoked token): then no listener ran, and a 200 would tell Slack the event was
+        delivered. Over HTTP Slack retries the 503; in Socket Mode the envelope is not acknowledged
+        and comes again."""
+        if response.status != 200 or response.body != _AUTH_FAILED:
+            return response
+        self.metrics.rejected.labels(platform="slack", status="503").inc()
+        log.error("slack request not processed: auth.test failed (see handoff.slack_bolt above; check "
+                  "SLACK_BOT_TOKEN if it says invalid_auth); answering 503 so Slack retries")
+        return BoltResponse(status=503, body=json.dumps({"ok": False, "error": "temporarily unavailable"}),
+                            headers={"content-type": "application/json", "retry-after": "1"})
 
     def _fresh(self, timestamp: str) -> bool:
         try:
@@ -248,3 +265,23 @@ def _bolt_choked(error: Exception) -> str | None:
     if last is None or "slack_bolt" not in Path(last.tb_frame.f_code.co_filename).parts:
         return None
     return last.tb_frame.f_code.co_name
+
+
+def socket_mode_handler(edge: SlackEdge, app_token: str) -> Any:
+    """bolt's Socket Mode handler for ``edge``, which leaves unacknowledged what the HTTP edge answers
+    503 (:meth:`SlackEdge.unless_auth_failed`): Slack sends the envelope again."""
+    from time import time
+
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_bolt.adapter.socket_mode.async_internals import (
+        run_async_bolt_app,
+        send_async_response,
+    )
+
+    class Handler(AsyncSocketModeHandler):
+        async def handle(self, client: Any, req: Any) -> None:
+            start = time()
+            response = edge.unless_auth_failed(await run_async_bolt_app(self.app, req))
+            await send_async_response(client, req, response, start)  # acknowledges only a 200
+
+    return Handler(edge.app, app_token)

@@ -19,7 +19,13 @@ from tests.fakes.msp import FakeMsp
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack_api import FakeSlackApi
 from tests.helpers import (
-    BOT_TOKEN, SIGNING_SECRET, command_body, event_body, eventually, make_settings, signed_headers,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    command_body,
+    event_body,
+    eventually,
+    make_settings,
+    signed_headers,
 )
 
 MSP_SECRET = "msp-shared-secret-for-tests"
@@ -114,6 +120,26 @@ async def test_slack_retry_of_same_event_makes_one_ticket(world: World) -> None:
     assert await world.count(Ticket) == 1
     assert await world.count(InboundEvent) == 1
     assert len(world.slack.posts_to("D0DM")) <= 1
+
+
+@pytest.mark.parametrize("failure", ["ratelimited", "internal_error"])
+async def test_auth_test_failure_is_a_503_and_slack_retry_makes_the_ticket(
+        world: World, failure: str, caplog: pytest.LogCaptureFixture) -> None:
+    # bolt calls auth.test on the first request; when Slack refuses it, bolt itself answers 200 and runs
+    # no listener: acknowledged and lost, unless the edge makes it a 503 Slack retries.
+    if failure == "ratelimited":
+        world.slack.ratelimit_next(1)
+    else:
+        world.slack.error_next(failure, 1)
+    body = event_body("my laptop will not boot after the update", event_id="EvAuthTest")
+    first = await world.post_event(body)
+    assert first.status == 503 and first.headers["Retry-After"] == "1"
+    assert await world.count(Ticket) == 0 and await world.count(InboundEvent) == 0
+    assert "auth.test failed" in caplog.text
+    again = await world.post_event(body, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})
+    assert again.status == 200
+    assert await world.count(Ticket) == 1
+    assert len(world.slack.calls("auth.test")) == 2
 
 
 async def test_secret_is_redacted_everywhere_and_employee_told(world: World, caplog: pytest.LogCaptureFixture) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
@@ -11,7 +12,14 @@ from bot.app import CORE, create_app
 from storage.models import Ticket
 from tests.fakes.msp import FakeMsp
 from tests.fakes.slack_socket import FakeSlackSocketMode
-from tests.helpers import BOT_TOKEN, SIGNING_SECRET, command_body, event_body, eventually, make_settings
+from tests.helpers import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    command_body,
+    event_body,
+    eventually,
+    make_settings,
+)
 
 APP_TOKEN = "xapp-1-A111-1111-fake"
 
@@ -53,3 +61,25 @@ async def test_socket_mode_events_and_commands(tmp_path: object) -> None:
             async with core.sessionmaker() as session:
                 count = (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
             assert count == 2
+
+
+async def test_socket_mode_leaves_an_envelope_unacknowledged_when_auth_test_fails(tmp_path: object) -> None:
+    db_url = f"sqlite:///{tmp_path}/socket.db"
+    async with FakeSlackSocketMode(token=BOT_TOKEN, app_token=APP_TOKEN) as slack, FakeMsp() as msp:
+        settings = make_settings(
+            db_url, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN,
+            SLACK_API_URL=slack.api_base, HANDOFF_MSP_URL=msp.tickets_url,
+        )
+        app = create_app(settings)
+        async with TestClient(TestServer(app)):
+            await slack.wait_connected()
+            slack.error_next("internal_error", 1)  # bolt's auth.test on the first envelope
+            body = json.loads(event_body("outlook keeps crashing", event_id="EvSockAuth"))
+            first = await slack.send_envelope("events_api", body)
+            await eventually(lambda: slack.calls("auth.test"))
+            with pytest.raises(TimeoutError):  # not acknowledged: Slack sends it again
+                await slack.wait_ack(first, timeout=1.0)
+            again = await slack.send_envelope("events_api", body, retry_attempt=1)
+            await slack.wait_ack(again)
+            async with app[CORE].sessionmaker() as session:
+                assert (await session.execute(select(func.count()).select_from(Ticket))).scalar_one() == 1
