@@ -45,6 +45,9 @@ from handlers.text_input import clean_name, clean_text, valid_id
 
 log = logging.getLogger(__name__)
 
+#: Message subtypes an employee writes: with a file, "also send to channel" from a thread, /me.
+_WRITTEN = frozenset({"file_share", "thread_broadcast", "me_message"})
+_MAX_FILE_NAMES = 5
 #: The text bolt's authorization middleware answers (200) when auth.test fails; never shown to anyone.
 _AUTH_FAILED = "handoff: auth.test failed"
 #: What slack-bolt raises while it reads a body whose shape :func:`check_shape` did not foresee.
@@ -175,8 +178,10 @@ class SlackEdge:
         return None
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        # DMs only: channel messages that mention the bot arrive as app_mention too.
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        # DMs only: channel messages that mention the bot arrive as app_mention too. Subtypes are
+        # edits, deletions, joins and bots, except the few an employee writes (a DM with a screenshot).
+        subtype = event.get("subtype")
+        if event.get("channel_type") != "im" or (subtype and subtype not in _WRITTEN) or event.get("bot_id"):
             return
         await self._intake_event(event, body)
 
@@ -187,6 +192,9 @@ class SlackEdge:
 
     async def _intake_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         text = plain_text(clean_text(str(event.get("text") or ""))).strip()
+        names = _file_names(event.get("files"))
+        if names:  # the files stay in Slack; whoever handles the ticket learns they exist
+            text = f"{text}\n[attached in Slack: {', '.join(names)}]".strip()
         ids = (body.get("event_id"), event.get("user"), event.get("channel"), event.get("ts"), event.get("thread_ts"))
         if not all(value is None or valid_id(value) for value in ids):  # Socket Mode skips check_shape
             log.warning("slack event with unusable ids ignored")
@@ -248,6 +256,15 @@ class SlackEdge:
         self.metrics.rejected.labels(platform="slack", status="503").inc()
         return BoltResponse(status=503, body=json.dumps({"ok": False, "error": "temporarily unavailable"}),
                             headers={"content-type": "application/json", "retry-after": "1"})
+
+
+def _file_names(files: Any) -> list[str]:
+    """Names of the files shared with a message (at most five, then "+N more"), cleaned for storage."""
+    if not isinstance(files, list):
+        return []
+    names = [clean_name(str(f.get("name") or f.get("title") or "file"), 100) for f in files if isinstance(f, dict)]
+    extra = len(names) - _MAX_FILE_NAMES
+    return names[:_MAX_FILE_NAMES] + ([f"+{extra} more"] if extra > 0 else [])
 
 
 def _bolt_choked(error: Exception) -> str | None:

@@ -238,6 +238,21 @@ async def test_channel_message_without_mention_and_bot_messages_are_ignored(worl
     assert await world.count(Ticket) == 0
 
 
+async def test_dm_with_files_is_a_request_that_names_them(world: World) -> None:
+    files = [{"id": f"F0{i}", "name": f"error-{i}.png", "mimetype": "image/png",
+              "url_private": f"https://files.slack.com/files-pri/T111-F0{i}/error-{i}.png"} for i in range(7)]
+    shared = event_body("outlook keeps crashing on startup, screenshot attached", event_id="EvFile",
+                        subtype="file_share", files=files[:1], upload=False)
+    alone = event_body("", event_id="EvFileOnly", ts="1726133800.000100", subtype="file_share", files=files, upload=False)
+    for body in (shared, alone):
+        assert (await world.post_event(body)).status == 200
+    first, second = await world.tickets()
+    assert first.text == "outlook keeps crashing on startup, screenshot attached\n[attached in Slack: error-0.png]"
+    assert first.route == "msp" and "files.slack.com" not in first.text
+    assert second.text == "[attached in Slack: error-0.png, error-1.png, error-2.png, error-3.png, error-4.png, +2 more]"
+    await eventually(lambda: len(world.slack.posts_to("D0DM")) == 2)  # each employee is answered
+
+
 @pytest.mark.parametrize(
     ("label", "status"),
     [("unsigned", 401), ("wrong-secret", 401), ("stale", 401), ("bad-json", 400), ("not-object", 400),
