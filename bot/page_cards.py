@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.teams_cards import CARD_SCHEMA, teams_markdown
+from storage.models import MAX_ROW_ID
 
 #: Prefix of page-button ids: Slack ``action_id`` and Teams ``verb`` are ``handoff.page.<action>``.
 PAGE_PREFIX = "handoff.page."
@@ -31,7 +32,6 @@ PAGE_LABELS = {"acknowledge": "Acknowledge", "resolve": "Resolve", "escalate": "
                "not_critical": "Not critical"}
 _SLACK_STYLE = {"acknowledge": "primary", "not_critical": "danger"}
 _TEAMS_STYLE = {"acknowledge": "positive", "not_critical": "destructive"}
-_MAX_INCIDENT_ID = 2**63 - 1
 #: Block Kit limits: section text, fallback text.
 SECTION_MAX = 3000
 TEXT_MAX = 3000
@@ -173,6 +173,6 @@ def incident_id_of(value: Any) -> int:
     """
     if isinstance(value, str) and len(value) <= 24 and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= _MAX_INCIDENT_ID:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ROW_ID:
         raise BadButton("the button carries no valid incident id")
     return value

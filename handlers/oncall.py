@@ -25,6 +25,7 @@ from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_t
 from routing.oncall import find_person
 from storage import incidents as store
 from storage import service
+from storage.models import MAX_ROW_ID
 
 OVERRIDE_USAGE = "oncall override <person> --until <when> [--from <when>]"
 
@@ -139,7 +140,7 @@ class OncallCommands:
         if allowed is not None:
             return allowed
         ident = args.lstrip("#")
-        if not ident.isdigit():
+        if not (ident.isascii() and ident.isdigit() and int(ident) <= MAX_ROW_ID):
             await self._audit(actor, "oncall.clear", audit_text(args, 200), True, {"outcome": "error", "error": "not an id"})
             return CommandReply("Usage: `/handoff oncall clear <id>` (the override number `/handoff oncall` shows).")
         now = self._clock()

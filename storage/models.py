@@ -33,6 +33,9 @@ from sqlalchemy.types import TypeDecorator
 TICKET_KEY_PREFIX = "IT-"
 TICKET_KEY_OFFSET = 1000
 _KEY_RE = re.compile(r"\s*IT-(\d{1,18})\s*", re.IGNORECASE)
+#: The largest id a row can have: ids are INTEGER columns (int4 on PostgreSQL). An id parsed from
+#: outside input above it names nothing; sent to PostgreSQL it would be a DataError, not "not found".
+MAX_ROW_ID = 2**31 - 1
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
 #: Where a ticket stands. ``open`` until someone works on it; ``resolved`` by whoever fixed it (the MSP,
@@ -63,7 +66,8 @@ def ticket_id_from_key(key: str) -> int:
     """The ticket id of a human key: ``"IT-1042" -> 42`` (case and surrounding blanks ignored).
 
     Raises:
-        ValueError: ``key`` is not a ticket key, or names no possible ticket (``IT-1000``).
+        ValueError: ``key`` is not a ticket key, or names no possible ticket (``IT-1000``, or past
+            :data:`MAX_ROW_ID`).
     """
     m = _KEY_RE.fullmatch(key) if isinstance(key, str) else None
     if m is None:
@@ -71,6 +75,8 @@ def ticket_id_from_key(key: str) -> int:
     ticket_id = int(m.group(1)) - TICKET_KEY_OFFSET
     if ticket_id < 1:
         raise ValueError(f"not a ticket key: {key!r} (numbers start at IT-{TICKET_KEY_OFFSET + 1})")
+    if ticket_id > MAX_ROW_ID:
+        raise ValueError(f"not a ticket key: {key!r} (no ticket number is that large)")
     return ticket_id
 
 

@@ -47,6 +47,7 @@ from tests.edge_world import edge_fakes
 from tests.fakes.bot_connector import (
     APP_ID,
     FakeBotConnector,
+    card_execute,
     personal_message,
 )
 from tests.fakes.openid import FakeOpenId
@@ -302,6 +303,25 @@ async def test_unusable_ids_are_a_400_everywhere_and_nothing_is_stored(world: Wo
         status, text = await world.teams(activity)
         assert status == 400, text
     assert await world.tickets() == [] and await world.inbound() == []
+    await world.still_serves()
+
+
+async def test_ids_past_an_integer_column_name_nothing_and_are_never_a_5xx(world: World) -> None:
+    # Ids are INTEGER columns; PostgreSQL refuses a bigger parameter (DataError), which the edges
+    # answer 503 (retry) as for an outage. They must be "no such ticket/incident" instead.
+    url = world.connector.service_url
+    big_key, big_incident = "IT-999999999999", "99999999999"
+    status, _ = await world.msp({"event_id": "m-big", "ticket": big_key, "type": "comment", "comment": "on it"})
+    assert 400 <= status < 500
+    status, text = await world.slack(command_body(f"status {big_key}", trigger_id="t.big"), FORM_CT)
+    assert status == 200 and "is not a ticket id" in text
+    button = {"type": "block_actions", "user": {"id": "U0EMPLOYEE", "name": "alex"}, "trigger_id": "t.btn",
+              "channel": {"id": "C0ONCALL"}, "actions": [{"action_id": "handoff.page.acknowledge",
+                                                          "value": big_incident, "action_ts": "1726133700.1"}]}
+    status, text = await world.slack(urlencode({"payload": json.dumps(button)}), FORM_CT)
+    assert status < 500, text
+    assert (await world.teams(personal_message(url, f"/handoff status {big_key}")))[0] < 500
+    assert (await world.teams(card_execute(url, "handoff.page.acknowledge", {"incident_id": int(big_incident)})))[0] < 500
     await world.still_serves()
 
 

@@ -96,6 +96,9 @@ async def test_who_is_on_call_and_overrides(db_url: str) -> None:
             ("oncall.override", False, "refused"), ("oncall.override", True, "ok"),
             ("oncall.override", True, "error"), ("oncall.override", True, "error"),
             ("oncall.clear", True, "ok"), ("oncall.clear", True, "not found")]
+        # Not an override number: past an INTEGER column (a DataError on PostgreSQL), or a digit int() refuses.
+        for ident in ("99999999999", "²"):
+            assert "Usage: `/handoff oncall clear <id>`" in (await _say(core, ADMIN_ACTOR, f"oncall clear {ident}")).text
 
 
 async def test_override_by_mention_starts_later(db_url: str) -> None:

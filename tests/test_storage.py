@@ -28,7 +28,14 @@ from storage.db import (
     upgrade,
     upgrade_sync,
 )
-from storage.models import Base, OutboxRow, Ticket, ticket_id_from_key, ticket_key
+from storage.models import (
+    MAX_ROW_ID,
+    Base,
+    OutboxRow,
+    Ticket,
+    ticket_id_from_key,
+    ticket_key,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
@@ -93,14 +100,15 @@ def test_ticket_key_examples() -> None:
 
 
 @pytest.mark.parametrize(
-    "junk", ["", "IT-", "IT-abc", "XY-1042", "IT-1000", "IT-999", "IT-1042x", "1042", "IT--5"]
+    "junk", ["", "IT-", "IT-abc", "XY-1042", "IT-1000", "IT-999", "IT-1042x", "1042", "IT--5",
+             f"IT-{1000 + 2**31}", "IT-999999999999"]  # past an INTEGER id
 )
 def test_ticket_id_from_key_refuses_junk(junk: str) -> None:
     with pytest.raises(ValueError):
         ticket_id_from_key(junk)
 
 
-@given(st.integers(min_value=1, max_value=10**12))
+@given(st.integers(min_value=1, max_value=MAX_ROW_ID))
 def test_ticket_key_round_trip(ticket_id: int) -> None:
     assert ticket_id_from_key(ticket_key(ticket_id)) == ticket_id
 
