@@ -90,6 +90,7 @@ class OutboxWorker:
         # Claim again once this many slots are free (one claim per freed slot cost more than the rows).
         self._refill = max(1, min(batch, self._concurrency) // 2)
         self._timeout = deliver_timeout if deliver_timeout is not None else 0.8 * lease_seconds
+        self._margin = 0.1 * lease_seconds  # to record an outcome once the call returned
         self._wake = asyncio.Event()
         self._outcomes = Outcomes(
             sessionmaker=sessionmaker, bookkeeping=self._books, clock=clock, policy=policy or RetryPolicy(),
@@ -181,12 +182,36 @@ class OutboxWorker:
         return jobs
 
     async def _deliver_group(self, group: list[ClaimedRow]) -> None:
-        """Deliver the rows of one ticket one by one, in order."""
-        for job in group:
+        """Deliver the rows of one ticket one by one, in order.
+
+        The rows share the lease of their claim, and each call may take up to the delivery timeout:
+        before a row whose call could outlive its lease, the leases of the rows left are renewed. A
+        row this worker no longer holds (its lease ran out and another worker claimed it) is left to
+        that worker, and so are the rows after it, to keep their order; delivering it here as well
+        would post the same chat answer twice (chat posts carry no idempotency key).
+        """
+        for i, job in enumerate(group):
+            if (job.locked_until - self._clock()).total_seconds() < self._timeout + self._margin:
+                renewed = await self._renew(group[i:])
+                if job.id not in renewed:
+                    log.warning("outbox rows %s: lease lost before delivery; left to the worker that holds them",
+                                [j.id for j in group[i:]])
+                    return
+                group[i:] = [j._replace(locked_until=renewed[j.id]) if j.id in renewed else j for j in group[i:]]
+                job = group[i]
             try:
                 await self._handle(job)
             except Exception:  # a faulty hook must not stop the other rows
                 log.exception("outbox row %s: unexpected error", job.id)
+
+    async def _renew(self, rows: Sequence[ClaimedRow]) -> dict[int, datetime]:
+        try:
+            async with self._books() as session, session.begin():
+                return await service.renew_leases(session=session, row_ids=[r.id for r in rows], now=self._clock(),
+                                                  lease_seconds=self._lease, worker_id=self.worker_id)
+        except Exception:
+            log.exception("outbox worker %s: lease renewal failed", self.worker_id)
+            return {}
 
     async def run_once(self) -> int:
         """Claim one batch and deliver all of it; returns how many rows were handled."""

@@ -6,11 +6,11 @@ Re-exported by :mod:`storage.service`; the same rules apply (session keyword-onl
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Integer, bindparam, func, or_, select, text, update
-from sqlalchemy import Table
+from sqlalchemy import Integer, Table, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.db import BOOKKEEPING, BOOKKEEPING_SETTINGS
@@ -164,6 +164,22 @@ async def claim_due(
     claimed = await conn.execute(claim_statement(conn.dialect.name),
                                  claim_params(now=now, limit=limit, lease_seconds=lease_seconds, worker_id=worker_id))
     return sorted((ClaimedRow(*row) for row in claimed), key=lambda r: r.id)
+
+
+async def renew_leases(
+    *, session: AsyncSession, row_ids: Sequence[int], now: datetime, lease_seconds: float, worker_id: str
+) -> dict[int, datetime]:
+    """Extend ``worker_id``'s leases on the pending rows of ``row_ids`` to ``now + lease_seconds``.
+
+    Returns the rows renewed and their new lease. A row missing from the answer is not this worker's
+    any more (its lease ran out and another worker claimed it) or no longer pending: the caller must
+    not deliver it. One statement, like a claim.
+    """
+    until = now + timedelta(seconds=lease_seconds)
+    result = await session.execute(
+        update(_T).where(_T.c.id.in_(list(row_ids)), _T.c.locked_by == worker_id, _T.c.status == "pending")
+        .values(locked_until=until).returning(_T.c.id))
+    return {row_id: until for row_id in result.scalars()}
 
 
 async def _update_row(session: AsyncSession, row_id: int, *where: Any, **values: Any) -> bool:

@@ -32,6 +32,7 @@ from storage.outbox import (
     mark_delivered,
     mark_retry,
     outbox_stats,
+    renew_leases,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "outbox_stats",
     "prune_inbound",
     "record_inbound",
+    "renew_leases",
     "save_ruleset",
     "upsert_conversation_ref",
 ]

@@ -536,3 +536,45 @@ async def test_run_loop_never_delivers_a_row_twice_when_its_lease_runs_out_in_fl
         stop.set()
         await asyncio.wait_for(task, timeout=5)
     assert calls == ["k-slow"]
+
+
+@pytest.mark.parametrize("taken", [False, True])
+async def test_a_ticket_s_later_row_is_renewed_or_left_to_whoever_holds_it(sessionmaker: SM, taken: bool) -> None:
+    """Rows of one ticket go one by one under the lease of their claim; each call may take up to the
+    timeout (0.8 x lease), so a slow first row can leave the next one's lease nearly out. The worker
+    renews it before the call; when another worker claimed it meanwhile, it is that worker's, and is
+    not posted twice (chat posts carry no idempotency key)."""
+    clock = Clock()
+    release = asyncio.Event()
+
+    @dataclass
+    class Blocking:
+        kind: str = "msp"
+        calls: list[str] = field(default_factory=list)
+
+        async def deliver(self, *, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
+            self.calls.append(idempotency_key)
+            await release.wait()
+            return DeliveryResult(ok=True)
+
+    async with sessionmaker() as s, s.begin():
+        ticket = await service.create_ticket(session=s, now=NOW, platform="slack", user_id="U1", text="x",
+                                             route="msp", severity="normal", queue="q", rule_id="r", ruleset_version=1)
+    await put(sessionmaker, "msp", key="k-msp", ticket_id=ticket.id)
+    reply = await put(sessionmaker, "slack.post", key="k-reply", ticket_id=ticket.id)
+    msp, posts_a, posts_b = Blocking(), ScriptedConnector("slack.post"), ScriptedConnector("slack.post")
+    a = worker(sessionmaker, clock, msp, posts_a, lease_seconds=60, worker_id="A")
+    b = worker(sessionmaker, clock, ScriptedConnector("msp"), posts_b, lease_seconds=60, worker_id="B")
+    first = asyncio.create_task(a.run_once())
+    await eventually(lambda: msp.calls)  # A holds both rows and is on the first, which takes its time
+    if taken:
+        clock.advance(61)  # A's leases ran out: B claims both rows (the first again, under its idempotency key)
+        assert await b.run_once() == 2
+    else:
+        clock.advance(50)  # 10 s of lease left, less than a call may take: A renews it
+    release.set()
+    assert await first == 2
+    assert len(posts_a.calls) + len(posts_b.calls) == 1
+    assert (posts_b if taken else posts_a).calls
+    row = await get_row(sessionmaker, reply)
+    assert row.status == "delivered" and row.attempts == 1 and row.locked_by is None
