@@ -32,6 +32,9 @@ log = logging.getLogger("handlers.delivery")
 ALERT_KIND = "admin.alert"
 _MAX_ERROR_CHARS = 500
 _Op = Callable[[AsyncSession], Awaitable[Any]]
+#: A delivered row: id, detail, the receiver's id for it, and the ticket that learns that id as its
+#: ``remote_id`` (an MSP's answer to ``ticket.created``), else None.
+_Delivered = tuple[int, str, str | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -116,14 +119,18 @@ class Outcomes:
         self._wake = wake
         self._on_dead = on_dead
         # Outcomes of rows delivered together are recorded in one transaction.
-        self._delivered: GroupCommitter[tuple[int, str, str | None], None] = GroupCommitter(
+        self._delivered: GroupCommitter[_Delivered, None] = GroupCommitter(
             self._write_delivered, max_batch=max(batch, 1) * 4
         )
         self._recorder: GroupCommitter[_Op, Any] = GroupCommitter(self._write_ops, max_batch=max(batch, 1) * 2)
 
-    async def _write_delivered(self, deliveries: Sequence[tuple[int, str, str | None]]) -> list[None]:
+    async def _write_delivered(self, deliveries: Sequence[_Delivered]) -> list[None]:
         async with self._books() as session, session.begin():
-            await bulk.mark_delivered_many(session=session, deliveries=deliveries, now=self._clock())
+            await bulk.mark_delivered_many(session=session, deliveries=[(row, detail, remote)
+                                                                        for row, detail, remote, _ in deliveries],
+                                           now=self._clock())
+            await bulk.learn_remote_ids(session=session, pairs=[(ticket, remote) for _, _, remote, ticket in deliveries
+                                                                if ticket is not None and remote])
         return [None] * len(deliveries)
 
     async def _write_ops(self, ops: Sequence[_Op]) -> list[Any]:
@@ -138,7 +145,8 @@ class Outcomes:
         detail = (result.detail or "")[:_MAX_ERROR_CHARS]
         if result.ok:
             try:
-                await self._delivered.submit((job.id, detail, result.remote_id))
+                created = job.kind == "msp" and job.payload.get("event") == "ticket.created"
+                await self._delivered.submit((job.id, detail, result.remote_id, job.ticket_id if created else None))
             except Exception:
                 log.exception("outbox row %s: delivered but could not record it", job.id)
                 return None

@@ -197,3 +197,17 @@ async def mark_delivered_many(
         _MARK_DELIVERED,
         [{"row_id": rid, "now": now, "detail": detail, "remote_id": remote} for rid, detail, remote in deliveries],
     )
+
+
+_LEARN_REMOTE_ID = (
+    update(_TICKETS)
+    .where(_TICKETS.c.id == bindparam("ticket_id"), _TICKETS.c.remote_id.is_(None))
+    .values(remote_id=bindparam("remote_id"))
+)
+
+
+async def learn_remote_ids(*, session: AsyncSession, pairs: Sequence[tuple[int, str]]) -> None:
+    """Store ``(ticket_id, remote_id)``: the MSP's ticket number from its answer to ``ticket.created``,
+    on tickets that have none yet (a number given by a callback is not overwritten)."""
+    if pairs:
+        await session.execute(_LEARN_REMOTE_ID, [{"ticket_id": t, "remote_id": r} for t, r in pairs])

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handlers.delivery import OutboxWorker
 from handlers.intake import Intake, IntakeOptions
 from handlers.msp_updates import MspUpdate, MspUpdates
+from handlers.ports import DeliveryResult
 from handlers.sla import SLA_KIND, SlaOptions, SlaWatchdog
 from routing.calendar import BusinessCalendar
+from storage import bulk
 from storage.models import Ticket, ticket_id_from_key
 from tests.ticket_env import (
     MSP_TEXT,
@@ -171,3 +173,29 @@ async def test_bad_payloads_and_a_switched_off_watchdog(env: Env) -> None:
     assert (await off.deliver(payload={"ticket_id": 1}, idempotency_key="sla:1")).ok
     assert (await env.watchdog.deliver(payload={"ticket_id": 424242}, idempotency_key="sla:424242")).detail == \
         "no such ticket"
+
+
+async def test_the_msp_s_ticket_number_from_its_answer_is_the_ticket_s_and_goes_out_again(env: Env) -> None:
+    @dataclass
+    class Msp:
+        kind: str = "msp"
+
+        async def deliver(self, *, payload: dict[str, object], idempotency_key: str) -> DeliveryResult:
+            return DeliveryResult(ok=True, detail="HTTP 201", remote_id=f"T-{payload['id']}")
+
+    env.worker = OutboxWorker(sessionmaker=env.sm, clock=env.clock,
+                              connectors={**sinks(), "msp": Msp(), SLA_KIND: env.watchdog})
+    key = await opened_at(env, datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    assert (await ticket(env.sm, key)).remote_id == f"T-{key}"  # learnt from the answer to ticket.created
+    due = (await ticket(env.sm, key)).sla_due_at
+    assert due is not None
+    env.clock.now = due
+    for _ in range(3):
+        await env.worker.run_once()
+    [escalated] = [p for p in payloads(await rows(env.sm, key, "msp")) if p.get("event") == "ticket.escalated"]
+    assert escalated["remote_id"] == f"T-{key}"
+    # A number a callback gave first is kept: an answer recorded after it does not overwrite it.
+    async with env.sm() as session, session.begin():
+        await session.execute(update(Ticket).values(remote_id="T-from-callback"))
+        await bulk.learn_remote_ids(session=session, pairs=[(ticket_id_from_key(key), "T-late-answer")])
+    assert (await ticket(env.sm, key)).remote_id == "T-from-callback"
