@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +121,14 @@ class SlackEdge:
         if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
             return self._reject(request, 401, "invalid signature")
         try:
-            check_shape(body, request.content_type)
+            parsed = check_shape(body, request.content_type)
         except BadRequest as exc:
             return self._reject(request, 400, str(exc))
+        headers: dict[str, str | Sequence[str]] = dict(request.headers)
+        if request.content_type != "application/json":  # bolt reads the form as we did (see check_shape)
+            body, headers["Content-Type"] = json.dumps(parsed), "application/json"
         try:
-            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
         except PARSE_ERRORS as exc:  # bolt could not read it: the sender's problem, not a retry
             return self._reject(request, 400, f"body slack-bolt cannot read ({type(exc).__name__})")
         try:
@@ -196,7 +199,7 @@ class SlackEdge:
         if names:  # the files stay in Slack; whoever handles the ticket learns they exist
             text = f"{text}\n[attached in Slack: {', '.join(names)}]".strip()
         ids = (body.get("event_id"), event.get("user"), event.get("channel"), event.get("ts"), event.get("thread_ts"))
-        if not all(value is None or valid_id(value) for value in ids):  # Socket Mode skips check_shape
+        if not ids[0] or not all(value is None or valid_id(value) for value in ids):  # Socket Mode skips check_shape
             log.warning("slack event with unusable ids ignored")
             return
         if not text or not event.get("user") or not event.get("channel"):

@@ -35,8 +35,14 @@ class BadRequest(Exception):
     """A request that is not a well-formed Slack request; answered 400."""
 
 
-def check_shape(body: str, content_type: str) -> None:
-    """Refuse what is not shaped like a Slack request, before bolt parses it.
+def check_shape(body: str, content_type: str) -> dict[str, Any]:
+    """Refuse what is not shaped like a Slack request, before bolt parses it; return what bolt must read.
+
+    bolt would parse the body again, by other rules: a form body containing the word "payload"
+    anywhere (a slash command's text, a channel name) was read as an interactivity payload and found
+    empty, a form body starting with ``{`` as JSON, and of a repeated field bolt keeps the last
+    value where a check would read the first. The caller hands bolt this dict instead, so both read
+    the same request.
 
     Raises:
         BadRequest: naming the first problem found.
@@ -59,14 +65,18 @@ def check_shape(body: str, content_type: str) -> None:
                         and not isinstance(event[key], str):
                     raise BadRequest(f"event.{key} must be a string")
         _payload(data, "")
-        return
+        return data
     if content_type == "application/x-www-form-urlencoded":
         try:
             form = parse_qs(body, keep_blank_values=True, strict_parsing=bool(body), max_num_fields=200)
         except ValueError:
             raise BadRequest("body is not valid form data") from None
-        if "payload" in form:
-            payload = _json(form["payload"][0], "interactivity payload")
+        repeated = sorted(key for key, values in form.items() if len(values) > 1)
+        if repeated:
+            raise BadRequest(f"form field `{repeated[0][:40]}` given more than once")
+        fields = {key: values[0] for key, values in form.items()}
+        if "payload" in fields:
+            payload = _json(fields["payload"], "interactivity payload")
             if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
                 raise BadRequest("interactivity payload must be an object with a string `type`")
             if payload["type"] == "block_actions":
@@ -74,13 +84,15 @@ def check_shape(body: str, content_type: str) -> None:
                 if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
                     raise BadRequest("block_actions payload needs a non-empty `actions` list of objects")
             _payload(payload, "payload.")
-        elif "command" in form:
+            return payload
+        if "command" in fields:
             for key in _FORM_IDS:
-                for value in form.get(key, ()):
-                    _id(value, key)
-        elif "ssl_check" not in form:
+                if key in fields:
+                    _id(fields[key], key)
+            return fields
+        if "ssl_check" not in fields:
             raise BadRequest("form body is neither a slash command nor an interactivity payload")
-        return
+        return fields
     raise BadRequest(f"unsupported content type {content_type or '(none)'!r}")
 
 

@@ -325,6 +325,24 @@ async def test_ids_past_an_integer_column_name_nothing_and_are_never_a_5xx(world
     await world.still_serves()
 
 
+async def test_a_form_bolt_would_read_otherwise_than_the_shape_check_smuggles_nothing(world: World) -> None:
+    # Each smuggles an event_callback without an event_id past the shape check, as bolt read forms.
+    unchecked = {"type": "event_callback", "team_id": "T111",
+                 "event": {"type": "app_mention", "user": "U0EMPLOYEE", "channel": "C0GENERAL",
+                           "text": "<@UBOT> printer jammed", "ts": "1726133700.000001"}}
+    benign = {"type": "block_actions", "user": {"id": "U0EMPLOYEE"}, "trigger_id": "t.1",
+              "actions": [{"action_id": "x", "value": "1"}]}
+    twice = urlencode({"payload": json.dumps(benign)}) + "&" + urlencode({"payload": json.dumps(unchecked)})
+    status, text = await world.slack(twice, FORM_CT)  # bolt kept the last of a repeated field
+    assert status == 400 and "given more than once" in text
+    json_as_form = '{"a": "=", ' + json.dumps(unchecked)[1:-1] + ', "b": "&ssl_check=1"}'
+    status, text = await world.slack(json_as_form, FORM_CT)  # bolt read a form starting with { as JSON
+    assert status == 404, text  # bolt is handed the form the shape check read: no request it handles
+    assert await world.tickets() == [] and await world.inbound() == []
+    assert check_shape(command_body("the payload upload fails"), FORM_CT)["text"] == "the payload upload fails"
+    await world.still_serves()
+
+
 async def test_deep_json_is_a_400_and_ordinary_nesting_is_fine(world: World) -> None:
     url = world.connector.service_url
     deep = json.loads("[" * 70 + "]" * 70)
