@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,8 @@ class SlackEdge:
         actor = Actor(platform="slack", user_id=str(command.get("user_id") or ""),
                       user_name=clean_name(str(command.get("user_name") or "")),
                       channel_id=str(command.get("channel_id") or ""))
-        event_id = f"command:{command.get('trigger_id') or command.get('command_ts') or ''}"
+        # Slack sends a trigger_id with every command; without one there is nothing to deduplicate on.
+        event_id = f"command:{command.get('trigger_id') or command.get('command_ts') or uuid.uuid4().hex}"
         text = plain_text(clean_text(str(command.get("text") or "")), keep_mentions=True)
         reply = await self.commands.dispatch(actor, text, event_id=event_id,
                                              reply_target={"response_url": command.get("response_url")})

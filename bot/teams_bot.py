@@ -176,12 +176,11 @@ class HandoffTeamsBot(ActivityHandler):
         """Run a ``/handoff`` command; its answer is a ``teams.post`` row, once per activity."""
         actor = Actor(platform="teams", user_id=act.user_id, user_name=act.user_name,
                       channel_id=act.team_channel_id or act.base_conversation_id)
-        target = act.reply_target()
-        reply = await self._commands.dispatch(actor, text, event_id=act.event_id, reply_target=target)
-        if reply.intake is not None:
+        reply = await self._commands.dispatch(actor, text, event_id=act.event_id, reply_target=act.reply_target(),
+                                              reply_kind="teams.post")
+        if reply.intake is not None:  # a request: intake wrote its answer with the ticket, in one transaction
             self._metrics.observe_intake("teams", reply.intake)
-            if reply.intake.duplicate:
-                return  # a retry: the first delivery of this activity was answered
+            return
         await self._answer(act, reply.text, ticket=reply.ticket)
 
     async def _answer(self, act: TeamsActivity, text: str, *, ticket: str | None = None) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from handlers.intake import Inbound, Intake, IntakeResult
 from handlers.ports import Actor
 
-__all__ = ["Actor", "Command", "CommandReply", "CommandRouter", "Handler"]
+__all__ = ["Actor", "Command", "CommandReply", "CommandRouter", "EventHandler", "Handler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,9 @@ class CommandReply:
 
 
 Handler = Callable[[Actor, str], Awaitable[CommandReply]]
+#: A command that changes something once per platform event: it also gets the event id, to record
+#: in its own transaction so that a platform's retry of the same message does not do it twice.
+EventHandler = Callable[[Actor, str, str], Awaitable[CommandReply]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +39,10 @@ class Command:
     name: str
     summary: str
     usage: str
-    handler: Handler
+    handler: Handler | EventHandler
     examples: tuple[str, ...] = field(default=())
+    #: ``handler`` is an :data:`EventHandler`.
+    once_per_event: bool = False
 
 
 class CommandRouter:
@@ -57,11 +62,14 @@ class CommandRouter:
     def commands(self) -> tuple[Command, ...]:
         return tuple(self._commands.values())
 
-    async def dispatch(self, actor: Actor, text: str, *, event_id: str,
-                       reply_target: dict[str, Any] | None = None) -> CommandReply:
+    async def dispatch(self, actor: Actor, text: str, *, event_id: str, reply_target: dict[str, Any] | None = None,
+                       reply_kind: str | None = None) -> CommandReply:
         """Run ``text`` (what followed ``/handoff``) for ``actor``.
 
-        ``event_id`` deduplicates platform retries when the text is a request.
+        ``event_id`` deduplicates platform retries when the text is a request, and for the commands
+        that change something once (``once_per_event``). ``reply_kind``: the outbox kind that answers
+        a request in its conversation, written in the ticket's own transaction (Teams); None when the
+        platform shows the returned text itself (Slack's slash-command response).
         """
         text = text.strip()
         word, _, rest = text.partition(" ")
@@ -69,12 +77,14 @@ class CommandRouter:
         if not text or name in {"h", "?"}:
             name = "help"
         command = self._commands.get(name)
+        if command is not None and command.once_per_event:
+            return await cast(EventHandler, command.handler)(actor, rest.strip(), event_id)
         if command is not None:
-            return await command.handler(actor, rest.strip())
+            return await cast(Handler, command.handler)(actor, rest.strip())
         result = await self._intake.handle(
             Inbound(platform=actor.platform, event_id=event_id, text=text, user_id=actor.user_id,
                     user_name=actor.user_name, channel_id=actor.channel_id, channel_type="command",
-                    user_groups=actor.groups, reply_target=reply_target or {})
+                    user_groups=actor.groups, reply_kind=reply_kind, reply_target=reply_target or {})
         )
         if result.duplicate or result.reply is None:
             return CommandReply(text="Already received; the ticket id follows shortly.", intake=result)

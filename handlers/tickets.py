@@ -117,7 +117,7 @@ class Tickets:
             Command("reopen", "reopen your resolved or closed ticket", "reopen IT-1042 [reason]", self.reopen,
                     ("reopen IT-1042 it is crashing again",)),
             Command("comment", "add to your ticket (forwarded to whoever works on it)", "comment IT-1042 <text>",
-                    self.comment_command, ("comment IT-1042 it also happens on my phone",)),
+                    self.comment_command, ("comment IT-1042 it also happens on my phone",), once_per_event=True),
         ]
 
     # -- access -----------------------------------------------------------------------------------
@@ -221,7 +221,8 @@ class Tickets:
 
     # -- comments ---------------------------------------------------------------------------------
 
-    async def comment_command(self, actor: Actor, args: str) -> CommandReply:
+    async def comment_command(self, actor: Actor, args: str, event_id: str) -> CommandReply:
+        """``/handoff comment IT-1042 <text>``; a platform's retry of the same message adds nothing."""
         found = await self._find(actor, args, "comment IT-1042 <text>")
         if isinstance(found, CommandReply):
             return found
@@ -232,6 +233,8 @@ class Tickets:
         async with self._sessionmaker.begin() as session:
             ticket = await tickets.lock_ticket(session=session, ticket_id=ticket_id)
             assert ticket is not None
+            if not await service.record_inbound(session=session, platform=actor.platform, event_id=event_id, now=now):
+                return CommandReply(f"Already added to {ticket.key}.", ticket=ticket.key)
             answer, rows, stored = await self._comment(session, ticket, actor.platform, actor.user_id,
                                                        actor.user_name, text, now)
             if not mine:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from bot.app import CORE, create_app
 from bot.core import utcnow
 from storage import service
-from storage.models import ConversationRef, InboundEvent, OutboxRow, Ticket
+from storage.models import ConversationRef, InboundEvent, OutboxRow, Ticket, TicketEvent
 from tests.fakes.bot_connector import (
     APP_ID,
     APP_PASSWORD,
@@ -215,6 +215,38 @@ async def test_handoff_request_opens_a_ticket_once(world: World) -> None:
     await world.msp.wait_for_requests(1, timeout=5)
     await eventually(lambda: len(world.connector.replies) == 1)
     assert await world.count(Ticket) == 1
+
+
+async def test_handoff_request_and_its_answer_are_one_transaction(world: World) -> None:
+    # The answer used to be written after the ticket, in a second transaction: when that one failed
+    # the edge said 503, and Teams's retry found the ticket already there and answered nothing.
+    core = world.client.server.app[CORE]
+    async with core.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
+    activity = personal_message(world.connector.service_url, "/handoff my laptop will not boot")
+    assert (await world.post(activity)).status == 503
+    assert await world.count(Ticket) == 0  # nothing half-done
+    async with core.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE outbox_away RENAME TO outbox"))
+    assert (await world.post(activity)).status == 200
+    [reply] = await eventually(lambda: world.connector.replies)
+    [ticket] = await world.tickets()
+    assert ticket.key in card_text(reply.activity)
+    assert ticket.conversation is not None and ticket.conversation["reply_kind"] == "teams.post"  # later news too
+
+
+async def test_a_retried_comment_command_is_added_once(world: World) -> None:
+    url = world.connector.service_url
+    assert (await world.post(personal_message(url, "need excel installed on my laptop"))).status == 200
+    [ticket] = await world.tickets()
+    activity = personal_message(url, f"/handoff comment {ticket.key} it also happens on my phone")
+    assert (await world.post(activity)).status == 200
+    assert (await world.post(activity)).status == 200  # the Bot Framework delivers it again
+    async with world.client.server.app[CORE].sessionmaker() as session:
+        comments = (await session.scalars(select(TicketEvent).where(TicketEvent.kind == "comment"))).all()
+        forwards = (await session.scalars(select(OutboxRow).where(OutboxRow.kind == "msp"))).all()
+    assert [c.text for c in comments] == ["it also happens on my phone"]
+    assert sorted(r.payload["event"] for r in forwards) == ["ticket.comment", "ticket.created"]
 
 
 async def test_card_submits_invokes_and_unmentioned_channel_posts_are_acknowledged_only(world: World) -> None:
