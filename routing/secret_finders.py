@@ -172,7 +172,7 @@ _FINDERS: tuple[tuple[tuple[bytes, ...], bool, Finder], ...] = (
     ((b"putty-user-key",), True, _simple(
         r"(?is)PuTTY-User-Key-File-[0-9]+:.*?(?:Private-MAC:[ \t]*[0-9a-f]+|\z)", "private-key")),
     ((b"hooks.slack.com",), True, _simple(
-        r"(?i)(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+",
+        r"(?i)(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers|commands|actions)/[A-Za-z0-9_/-]+",
         "slack-webhook")),
     (_AWS_PREFIXES, False, _simple(_AWS_ID, "aws-key")),
     ((b"secret", b"session", b"x-amz-"), True, _simple(_AWS_LABELLED, "aws-key", 1)),

@@ -102,18 +102,23 @@ def make_engine(url: str, *, pool_size: int = 10, bookkeeping: bool = False) -> 
     :data:`IDLE_PING_SECONDS` (:func:`_ping_when_idle`), not at every checkout as ``pool_pre_ping``
     does: its ping is three round trips (BEGIN, a query, ROLLBACK) and cost an intake batch about
     0.14 ms of CPU, for connections that under load were used a moment ago.
+
+    Every engine hides statement parameters from its error messages (``hide_parameters``): they
+    carry employees' messages and Slack ``response_url`` capabilities, and a failed statement's
+    message lands in the logs.
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     if bookkeeping:
         return create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, isolation_level="AUTOCOMMIT",
+            hide_parameters=True,
             connect_args={"server_settings": BOOKKEEPING_SETTINGS}, execution_options={BOOKKEEPING: True},
         )
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, hide_parameters=True)
     _ping_when_idle(engine)
     return engine
 

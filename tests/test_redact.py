@@ -93,6 +93,10 @@ POSITIVE: list[tuple[str, str]] = [
     (SLACK_APP, ph("slack-token")),
     ("xoxp-123456789012-123456789012-123456789012-abcdef0123456789abcdef0123456789", ph("slack-token")),
     (f"webhook: {WEBHOOK} ok", f"webhook: {ph('slack-webhook')} ok"),
+    # a slash command's or a button's response_url: anyone holding it can post as the app for 30 minutes
+    ("POST https://hooks.slack.com/commands/T111/1234567890/AbCdEf012345 failed",
+     f"POST {ph('slack-webhook')} failed"),
+    ("to https://hooks.slack.com/actions/T111/1234567890/AbCdEf012345", f"to {ph('slack-webhook')}"),
     # Azure
     (f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AZ_KEY};EndpointSuffix=core.windows.net",
      f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={ph('azure-key')};EndpointSuffix=core.windows.net"),

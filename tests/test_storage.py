@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -33,6 +33,7 @@ from storage.models import (
     Base,
     OutboxRow,
     Ticket,
+    UTCDateTime,
     ticket_id_from_key,
     ticket_key,
 )
@@ -114,6 +115,26 @@ def test_ticket_key_round_trip(ticket_id: int) -> None:
 
 
 # --- engine and migrations ------------------------------------------------------------------------
+
+
+async def test_a_failed_statement_s_message_carries_no_parameters(db_url: str) -> None:
+    # What a database error logs must not repeat an employee's text or a response_url.
+    await upgrade(db_url)
+    eng = make_engine(db_url)
+    marker = "https://hooks.slack.com/commands/T111/99/SECRETMARKER"
+    try:
+        async with eng.begin() as conn:
+            await conn.execute(text("INSERT INTO inbound_events (platform, event_id, received_at) "
+                                    "VALUES ('slack', 'dup', '2026-01-01 00:00:00')"))
+        with pytest.raises(IntegrityError) as failed:
+            async with eng.begin() as conn:
+                await conn.execute(text("INSERT INTO inbound_events (platform, event_id, received_at) "
+                                        "VALUES ('slack', 'dup', :at), ('slack', :marker, :at)")
+                                   .bindparams(bindparam("at", type_=UTCDateTime())),
+                                   {"marker": marker, "at": datetime(2026, 1, 1, tzinfo=UTC)})
+        assert "SECRETMARKER" not in str(failed.value) and "parameters hidden" in str(failed.value)
+    finally:
+        await eng.dispose()
 
 
 async def test_migrations_match_models(db_url: str) -> None:
