@@ -21,6 +21,7 @@ from handlers.incidents import IncidentActions, when
 from handlers.oncall_time import EXAMPLES, parse_when
 from handlers.paging import PAGER_NAMES, PagingOptions, Roster, describe_person, ref_of
 from handlers.paging_group import describe_key
+from handlers.paging_storm import unstaffed
 from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
 from routing.oncall import find_person
 from storage import incidents as store
@@ -204,8 +205,12 @@ class OncallCommands:
         lines = ["*Open incidents*"]
         for i in rows:
             first = i.detail.get("ticket", "")
-            state = ("HELD by the page cap: nobody was paged; `/handoff escalate " + str(first) + "` pages it now"
-                     if i.pager == "held" else f"{i.status}, paged via {PAGER_NAMES.get(i.pager, i.pager)}")
+            if i.pager == "held":
+                state = f"HELD by the page cap: nobody was paged; `/handoff escalate {first}` pages it now"
+            elif unstaffed(i):
+                state = f"{i.status}, NOBODY on call: the in-house IT channel and the admins were alerted"
+            else:
+                state = f"{i.status}, paged via {PAGER_NAMES.get(i.pager, i.pager)}"
             if i.status == "acknowledged":
                 state += f", acknowledged by {i.detail.get('acknowledged_by_name') or i.acknowledged_by}"
             lines.append(f"• #{i.id} {first} `{i.rule_id}` ({describe_key(i.group_key)}): {i.reports} report(s), "

@@ -127,7 +127,9 @@ class Escalation:
             incident.assignee = ref_of(person)
             paged.append(ref_of(person))
         incident.escalation_level = lvl
-        incident.detail = {**detail, "paged": paged, "escalated_to": label}
+        # "unstaffed": this step reached no one (no rotation, no on-call channel); what the incident's
+        # views and later reporters are told, instead of "paged".
+        incident.detail = {**detail, "paged": paged, "escalated_to": label, "unstaffed": fallback}
         if level > PRIMARY:  # the first page (level 0, even when it skipped ahead) is told by intake's reply
             rows += await self._tell(session, incident, lvl, f"{reason or 'Escalated'}: escalated to {label}.", now)
         await store.enqueue_ignoring_duplicates(session=session, rows=rows, now=now)

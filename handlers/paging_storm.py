@@ -186,6 +186,8 @@ class StormControl:
                 state = "the on-call engineer is already working on it"
             elif incident.pager == "held":
                 state = "the on-call team has been told"
+            elif unstaffed(incident):
+                state = "nobody is on call right now, so the in-house IT channel and the admins have been alerted"
             else:
                 state = "the on-call engineer has already been paged"
             numbers = range(incident.reports - len(members) + 1, incident.reports + 1)  # each reporter's own count
@@ -214,3 +216,8 @@ class StormControl:
                 "been paged several times this hour for similar reports, so this one was passed to the on-call team "
                 "without paging again; it is not lost.")
         return PageOutcome(incident.id, "held", lead, rows=rows, note=f"HELD ({cap})")
+
+
+def unstaffed(incident: Incident) -> bool:
+    """Whether the chat pager's last step reached nobody: no rotation and no on-call channel."""
+    return incident.pager == "chat" and bool(incident.detail.get("unstaffed"))

@@ -98,6 +98,8 @@ class AdminAccess:
         return AccessDecision(False, why)
 
     def how_to_become(self, platform: str) -> str:
+        if platform not in ("slack", "teams"):  # `handoff chat` (console): there is no app.yaml list for it
+            return "Rule admins of this terminal are the user ids in HANDOFF_ADMINS (e.g. HANDOFF_ADMINS=console-user)."
         groups = self._policy.groups.get(platform, ())
         extra = f" or a member of {', '.join(groups)}" if groups else ""
         return (f"Rule admins are the {platform} users listed under `admins.{platform}` in app.yaml or in "

@@ -14,7 +14,7 @@ from storage.models import Incident, Ticket, TicketEvent
 from storage.tickets import DeliveryFact
 
 #: Where a ticket lives, as the employee reads it.
-WHERE = {"msp": "the service desk (MSP)", "internal": "in-house IT", "page": "in-house IT (on-call paged)"}
+WHERE = {"msp": "the service desk (MSP)", "internal": "in-house IT", "page": "in-house IT (critical)"}
 STATUS_LABEL = {"open": "open", "in_progress": "in progress", "waiting": "waiting", "resolved": "resolved",
                 "closed": "closed"}
 PAGER_LABEL = {"pagerduty": "PagerDuty", "opsgenie": "Opsgenie", "chat": "chat"}
@@ -131,7 +131,10 @@ def _fact_time(fact: DeliveryFact) -> datetime:
 def render_incident(incident: Incident) -> list[tuple[datetime, str]]:
     """History lines from the incident a page-route ticket belongs to."""
     lines: list[tuple[datetime, str]] = []
-    if incident.pager == "chat":
+    if incident.pager == "chat" and incident.detail.get("unstaffed"):
+        lines.append((incident.created_at, f"nobody on call: the in-house IT channel and the admins were alerted "
+                                           f"(incident {incident.id})"))
+    elif incident.pager == "chat":
         lines.append((incident.created_at, f"on-call paged in chat (incident {incident.id})"))
     elif incident.pager in PAGER_LABEL:
         lines.append((incident.created_at, f"part of incident {incident.id} (pager: {PAGER_LABEL[incident.pager]})"))

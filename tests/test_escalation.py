@@ -10,6 +10,7 @@ from handlers.ports import Actor
 from storage.models import Incident, OutboxRow
 from tests.fakes.slack_api import FakeSlackApi
 from tests.oncall_world import (
+    ADMIN,
     INHOUSE_CHANNEL,
     ONCALL_CHANNEL,
     Clock,
@@ -138,6 +139,16 @@ async def test_nobody_on_call_and_no_channel_tells_inhouse_and_admins(db_url: st
         [incident] = await incidents(core)
         assert incident.escalation_level == 3
         assert await count(core, OutboxRow, OutboxRow.kind == "oncall.escalate") == 0
+        # Nobody was paged, and nothing says so: not the next reporter, the ticket, nor the incident list.
+        again = await report(core, "outlook is down for the whole office, e-mail is down", user="U0EMP2")
+        assert again.page == "joined" and again.reply is not None
+        assert "nobody is on call right now" in again.reply.text and "paged" not in again.reply.text
+        assert core.commands is not None
+        status = (await core.commands.dispatch(Actor("slack", "U0EMP"), f"status {result.ticket}", event_id="s1")).text
+        assert "in-house IT (critical)" in status and "nobody on call: the in-house IT channel and the admins" in status
+        assert "paged" not in status
+        listing = (await core.commands.dispatch(Actor("slack", ADMIN), "incidents", event_id="i1")).text
+        assert "NOBODY on call" in listing and "paged via" not in listing
 
 
 async def test_nobody_on_call_but_a_channel_goes_to_the_channel_at_once(db_url: str) -> None:

@@ -106,6 +106,8 @@ async def test_access_through_a_real_slack_group() -> None:
         assert not refused.allowed and "Microsoft Graph" in refused.reason
         assert not (await access.check("slack", "")).allowed
         assert "admins.slack" in access.how_to_become("slack") and "it-admins" in access.how_to_become("slack")
+        console = access.how_to_become("console")  # `handoff chat`: app.yaml has no admins.console
+        assert "HANDOFF_ADMINS=console-user" in console and "admins.console" not in console
 
 
 # --- Teams groups through Microsoft Graph ----------------------------------------------------------

@@ -234,4 +234,4 @@ async def test_a_page_shows_its_incident_steps(env: Env) -> None:
     assert "• 02 Mar 09:00 PagerDuty page not delivered yet (0 attempts so far)" in history
     assert history[-2:] == ["• 02 Mar 09:03 page acknowledged by slack:U0ONCALL",
                             "• 02 Mar 09:20 incident resolved as not critical by slack:U0ONCALL"]
-    assert "the service desk" not in text.splitlines()[0] and "in-house IT (on-call paged)" in text
+    assert "the service desk" not in text.splitlines()[0] and "in-house IT (critical)" in text
