@@ -132,8 +132,8 @@ def render_incident(incident: Incident) -> list[tuple[datetime, str]]:
     """History lines from the incident a page-route ticket belongs to."""
     lines: list[tuple[datetime, str]] = []
     if incident.pager == "chat" and incident.detail.get("unstaffed"):
-        lines.append((incident.created_at, f"nobody on call: the in-house IT channel and the admins were alerted "
-                                           f"(incident {incident.id})"))
+        alerted = f"nobody on call: the in-house IT channel and the admins were alerted (incident {incident.id})"
+        lines.append((incident.created_at, alerted))
     elif incident.pager == "chat":
         lines.append((incident.created_at, f"on-call paged in chat (incident {incident.id})"))
     elif incident.pager in PAGER_LABEL:
