@@ -30,17 +30,25 @@ def fold(text: str) -> str:
     """Case-fold and strip accents, keeping punctuation: the form regexes are searched in."""
     if text.isascii():
         return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_GERMAN))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # Compatibility forms first: "𝐑𝐀𝐍𝐒𝐎𝐌" (mathematical bold capitals) has no lower case of its own
+    # until it is plain "RANSOM"; then fold case, and decompose again what case folding produced.
+    compatible = unicodedata.normalize("NFKD", text).casefold().translate(_GERMAN)
+    return "".join(ch for ch in unicodedata.normalize("NFKD", compatible) if not unicodedata.combining(ch))
 
 
-_APOSTROPHES = re.compile(r"(?<=[^\W_])['’]")
+#: An apostrophe inside a word joins it ("isn't" -> "isnt", a negator), except before a final "s":
+#: "website's down" is "website s down", so that the term "website" still matches on its own.
+_APOSTROPHES = re.compile(r"(?<=[^\W_])['’](s\b)?")
 _WORD = re.compile(r"[^\W_]+")
+
+
+def _apostrophe(m: re.Match[str]) -> str:
+    return " s" if m.group(1) else ""
 
 
 def words_folded(folded: str) -> list[str]:
     """Words of already folded text; an apostrophe inside a word joins ("isn't" -> "isnt")."""
-    return _WORD.findall(_APOSTROPHES.sub("", folded))
+    return _WORD.findall(_APOSTROPHES.sub(_apostrophe, folded))
 
 
 def words(text: str) -> list[str]:
@@ -56,7 +64,7 @@ BREAK = "|"
 
 def padded_folded(folded: str) -> str:
     """:func:`padded` of text that is already folded."""
-    cleaned = _APOSTROPHES.sub("", folded)
+    cleaned = _APOSTROPHES.sub(_apostrophe, folded)
     sentences = (" ".join(_WORD.findall(part)) for part in _SENTENCE_BREAK.split(cleaned))
     return " " + f" {BREAK} ".join(s for s in sentences if s) + " "
 

@@ -40,6 +40,8 @@ def decide(ruleset: Any, text: str, **msg: Any) -> Any:
         ("down. everyone, v2.3 too", " down | everyone v2 3 too "),
         ("café déjà vu", " cafe deja vu "),
         ("isn't working", " isnt working "),
+        ("our website's down, Outlook’s too", " our website s down outlook s too "),  # the word stays whole
+        ("𝐑𝐀𝐍𝐒𝐎𝐌𝐖𝐀𝐑𝐄 on my screen", " ransomware on my screen "),  # "fancy" capitals fold too
         ("", "  "),
     ],
 )
@@ -69,6 +71,8 @@ WORDS = rs({"id": "down", "route": "internal", "queue": "infra", "when": {"any":
         ("E-Mail outage in Berlin", "down"),
         ("email outage", "default"),  # "email" is one word, "e-mail" two
         ("down.", "down"),
+        ("the server's down", "down"),
+        ("𝐃𝐎𝐖𝐍 since 9am", "down"),
     ],
 )
 def test_word_boundaries_case_and_punctuation(text: str, rule: str) -> None:
