@@ -111,9 +111,14 @@ def version(value: str, usage: str) -> int:
 def instant(value: str, usage: str) -> datetime:
     try:
         at = datetime.fromisoformat(value.strip().replace("z", "Z"))
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)  # OverflowError at year 1 or 9999
     except ValueError:
         raise CommandError(f"--at {value[:40]!r} is not an ISO time (e.g. 2024-05-02T09:14 or 2024-05-02T09:14Z)", usage) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:
+        at = datetime.min.replace(tzinfo=UTC)
+    if not 1970 <= at.year <= 2999:  # rule windows are computed around it: keep it far from datetime's limits
+        raise CommandError(f"--at {value[:40]!r} is out of range: give a time between 1970 and 2999", usage)
+    return at
 
 
 def mention(value: str, sigil: str, usage: str, name: str) -> str:

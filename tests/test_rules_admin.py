@@ -233,6 +233,8 @@ async def test_test_at_a_time_uses_the_version_live_then(env: Env) -> None:
     assert "v1, live at" in then.text and "`datacenter-fire`" not in then.text
     early = await env.run(EVE, 'test "x" --at 2001-01-01T00:00Z')
     assert "no rules were live" in early.text
+    for edge in ("0001-01-01T00:00+01:00", "9999-12-31T23:59-01:00", "1900-01-01T00:00Z"):  # OverflowError at the ends
+        assert "out of range: give a time between 1970 and 2999" in (await env.run(EVE, f'test "x" --at {edge}')).text
 
 
 async def test_import_replaces_the_draft_or_changes_nothing(env: Env) -> None:
