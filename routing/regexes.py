@@ -12,6 +12,10 @@ Regexes are RE2 (linear time). Two things keep a rule set's regexes cheap and us
   measured went from 0.05 to 200 ms per 10 kB message between 31,000 and 34,000 instructions).
   :data:`MAX_REGEX_PROGRAM_TOTAL` bounds the sum, and :func:`regex_set` is what both validation and
   the engine build, so a rule set that validates also compiles.
+
+Messages are searched in their folded form (:func:`routing.text.fold`: lower case, no accents). So
+regexes match case-insensitively (``VPN-\\d+`` finds "vpn-42"), and a regex with a letter folding
+changes otherwise (``café``, ``Straße``) is refused with its folded spelling: it could never match.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import time
 from collections.abc import Iterable
 
 import re2
+
+from routing.text import fold
 
 MAX_REGEX_CHARS = 1_000
 #: RE2 instructions one regex may compile to.
@@ -47,6 +53,7 @@ def re2_options() -> re2.Options:
     opts.log_errors = False
     opts.max_mem = MAX_MEM
     opts.never_capture = True
+    opts.case_sensitive = False  # the text is lower case: a capital in a pattern must still match it
     return opts
 
 
@@ -54,6 +61,10 @@ def compile_regex(pattern: str) -> re2._Regexp:
     """Compile a rule regex with RE2, or raise ``ValueError`` saying what to fix."""
     if len(pattern) > MAX_REGEX_CHARS:
         raise ValueError(f"regex is {len(pattern)} characters; the limit is {MAX_REGEX_CHARS}")
+    if not pattern.isascii() and fold(pattern) != pattern.lower():
+        spelt = "".join(c if c.isascii() else fold(c) for c in pattern)
+        raise ValueError(f"regex {pattern!r} could never match: messages are matched without accents "
+                         f"(é -> e, ß -> ss); write it as {spelt!r}")
     try:
         compiled = re2.compile(pattern, options=re2_options())
     except re2.error as exc:

@@ -104,6 +104,12 @@ def test_all_none_and_regex_combine() -> None:
     assert decide(ruleset, "phishing page asked for my password").rule_id == "default"  # regex fails
 
 
+def test_a_regex_written_with_capitals_matches_the_folded_text() -> None:
+    ruleset = rs({"id": "vpn-ticket", "route": "internal", "queue": "sec", "when": {"regex": [r"VPN-\d+\b"]}})
+    assert decide(ruleset, "VPN-42 keeps dropping").rule_id == "vpn-ticket"  # searched as "vpn-42 keeps dropping"
+    assert decide(ruleset, "the vpn keeps dropping").rule_id == "default"
+
+
 def test_regex_only_rule_fires() -> None:
     ruleset = rs({"id": "locked-ext", "route": "page", "queue": "oncall", "when": {"regex": [r"\.locked\b"]}})
     d = decide(ruleset, "all my files are now report.docx.locked")
@@ -205,6 +211,8 @@ def test_many_rules_are_indexed_not_scanned() -> None:
         ({"id": "r", "route": "msp", "queue": "msp", "when": {"regex": ["(?=x)"]}}, "lookahead/lookbehind are not supported"),
         ({"id": "r", "route": "msp", "queue": "msp", "when": {"regex": [r"(a)\1"]}}, "backreferences are not supported"),
         ({"id": "r", "route": "msp", "queue": "msp", "when": {"regex": ["a" * 2000]}}, "the limit is 1000"),
+        ({"id": "r", "route": "msp", "queue": "msp", "when": {"regex": [r"café-\d+"]}},
+         r"could never match: messages are matched without accents (é -> e, ß -> ss); write it as 'cafe-\\d+'"),
         ({"id": "r", "route": "msp", "queue": "msp", "when": {"any": ["!!!"]}}, "rules[0].when.any[0]: term '!!!' has no letters"),
         ({"id": "r", "route": "msp", "queue": "msp"}, "only the last (default) rule may be unconditional"),
         ({"id": "r", "route": "msp", "queue": "msp", "when": {"anyy": ["x"]}}, "rules[0].when.anyy: unknown key"),
