@@ -163,7 +163,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
             commands.register(Report(sessionmaker=sessionmaker, clock=clock, access=access,
                                       sla_hours=settings.sla.msp_first_response_hours).command())
             page_actions = IncidentActions(sessionmaker=sessionmaker, escalation=escalation, clock=clock,
-                                           on_commit=worker.wake)
+                                           access=access, on_commit=worker.wake)
             for command in OncallCommands(sessionmaker=sessionmaker, roster=escalation.roster, options=paging,
                                           actions=page_actions, access=access, clock=clock).commands():
                 commands.register(command)

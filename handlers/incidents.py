@@ -23,6 +23,7 @@ from handlers.paging import (
     ACKED_ACTIONS,
     CHANNEL,
     OPEN_ACTIONS,
+    Roster,
     Row,
     channel_rows,
     page_text,
@@ -30,10 +31,28 @@ from handlers.paging import (
 )
 from handlers.paging_escalation import Escalation
 from handlers.ports import PAGE_ACTIONS, ActionOutcome, Actor
+from handlers.rules_access import AdminAccess
 from storage import incidents as store
+from storage import service
 from storage.models import Incident, ticket_key
 
 log = logging.getLogger(__name__)
+
+#: The answer to someone who may not act on pages.
+ONCALL_ONLY = ("Only on-call people (the rotation in app.yaml, overrides) and admins may do that. To report a "
+               "problem, just write it: `/handoff <what is wrong>`.")
+
+
+async def may_act_on_pages(*, session: AsyncSession, roster: Roster, access: AdminAccess, actor: Actor,
+                           detail: dict[str, Any], at: datetime) -> bool:
+    """On-call people (rotation, secondary, overrides, whoever this page reached) and admins may act
+    on a page; the same rule for a button, a card and ``/handoff ack``."""
+    if roster.is_member(actor.platform, actor.user_id) or actor.ref in detail.get("paged", []):
+        return True
+    for override in await roster.overrides(session=session, at=at):
+        if override.person.user_on(actor.platform) == actor.user_id:
+            return True
+    return (await access.check(actor.platform, actor.user_id)).allowed
 
 
 def when(at: datetime | None, timezone: str = "UTC") -> str:
@@ -53,8 +72,11 @@ class IncidentActions:
     """The :class:`~handlers.ports.PageActions` use case. Share one instance per process."""
 
     def __init__(self, *, sessionmaker: async_sessionmaker[AsyncSession], escalation: Escalation,
-                 clock: Callable[[], datetime], on_commit: Callable[[], None] = lambda: None) -> None:
+                 clock: Callable[[], datetime], access: AdminAccess | None = None,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
+        """``access``: who besides the on-call people may act (admins); None lets anyone act (tests)."""
         self._sessionmaker = sessionmaker
+        self._access = access
         self._escalation = escalation
         self._options = escalation.options
         self._tz = escalation.roster.timezone
@@ -66,6 +88,8 @@ class IncidentActions:
         if action not in PAGE_ACTIONS:
             return ActionOutcome(False, f"Unknown action {action!r}; use one of {', '.join(PAGE_ACTIONS)}.")
         now = self._clock()
+        if self._access is not None and not await self._allowed(actor, action, incident_id, now):
+            return ActionOutcome(False, f":no_entry: {ONCALL_ONLY}")
         async with self._sessionmaker.begin() as session:
             incident = await store.get_incident(session=session, incident_id=incident_id, for_update=True)
             if incident is None:
@@ -81,6 +105,23 @@ class IncidentActions:
             log.info("incident %s: %s by %s (event %s)", incident_id, action, actor.ref, event_id)
             self._on_commit()
         return outcome
+
+    async def _allowed(self, actor: Actor, action: str, incident_id: int, now: datetime) -> bool:
+        """Whether ``actor`` may act on the incident; a refusal is audited. Checked before the
+        incident is locked: an admin check may ask Slack or Microsoft Graph for group members."""
+        assert self._access is not None
+        async with self._sessionmaker() as session:
+            incident = await store.get_incident(session=session, incident_id=incident_id)
+            if incident is None or await may_act_on_pages(session=session, roster=self._escalation.roster,
+                                                          access=self._access, actor=actor, detail=incident.detail,
+                                                          at=now):
+                return True
+        async with self._sessionmaker.begin() as session:
+            await service.audit(session=session, actor=actor.ref, action=f"page.{action}", target=f"incident {incident_id}",
+                                allowed=False, detail={"outcome": "refused", "reason": "not on call and not an admin"},
+                                now=now)
+        log.warning("incident %s: %s by %s refused (not on call, not an admin)", incident_id, action, actor.ref)
+        return False
 
     # -- the actions ------------------------------------------------------------------------------
 

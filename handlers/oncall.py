@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Actor, Command, CommandReply
-from handlers.incidents import IncidentActions, when
+from handlers.incidents import ONCALL_ONLY, IncidentActions, may_act_on_pages, when
 from handlers.oncall_time import EXAMPLES, parse_when
 from handlers.paging import PAGER_NAMES, PagingOptions, Roster, describe_person, ref_of
 from handlers.paging_group import describe_key
@@ -222,15 +222,10 @@ class OncallCommands:
 
     async def _oncall_only(self, session: AsyncSession, actor: Actor, detail: dict[str, Any]) -> CommandReply | None:
         """None when ``actor`` may act on pages (on-call people and admins), else the refusal."""
-        if self._roster.is_member(actor.platform, actor.user_id) or actor.ref in detail.get("paged", []):
+        if await may_act_on_pages(session=session, roster=self._roster, access=self._access, actor=actor,
+                                  detail=detail, at=self._clock()):
             return None
-        for o in await self._roster.overrides(session=session, at=self._clock()):
-            if o.person.user_on(actor.platform) == actor.user_id:
-                return None
-        if (await self._access.check(actor.platform, actor.user_id)).allowed:
-            return None
-        return CommandReply(":no_entry: Only on-call people (the rotation in app.yaml, overrides) and admins may do "
-                            "that. To report a problem, just write it: `/handoff <what is wrong>`.")
+        return CommandReply(f":no_entry: {ONCALL_ONLY}")
 
     async def _refused(self, actor: Actor, action: str, args: str) -> None:
         """Audit a page command refused by :meth:`_oncall_only`, as admin refusals are."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from bot.app import CORE, create_app
 from handlers.ports import Actor
-from storage.models import Incident, Ticket
+from storage.models import AuditEntry, Incident, Ticket
 from tests.fakes.opsgenie import FakeOpsgenie
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack_api import FakeSlackApi, block_actions_body
@@ -52,6 +53,16 @@ async def test_buttons_through_the_slack_edge(db_url: str) -> None:
                                           channel="DU0ALICE", response_url=slack.response_url(rid))
                 assert (await client.post("/slack/events", data=body, headers=form_headers(body))).status == 200
                 return list(await eventually(lambda: slack.responses.get(rid)))
+
+            # Someone not on call and not an admin: refused and audited, as `/handoff ack` refuses them.
+            for action in ("acknowledge", "escalate", "resolve"):
+                refused = await press(action, "U0STRANGER", f"r0-{action}")
+                assert "Only on-call people" in str(refused[0])
+            assert (await incidents(app[CORE]))[0].status == "triggered" and slack.posts_to("U0BOB") == []
+            async with app[CORE].sessionmaker() as session:
+                audit = (await session.scalars(select(AuditEntry).where(AuditEntry.actor == "slack:U0STRANGER"))).all()
+            assert sorted((a.action, a.allowed) for a in audit) == [
+                ("page.acknowledge", False), ("page.escalate", False), ("page.resolve", False)]
 
             acked = await press("acknowledge", "U0ALICE", "r1")
             assert acked[0]["replace_original"] is True and "Acknowledged by u0alice" in str(acked[0])
