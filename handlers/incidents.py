@@ -195,7 +195,10 @@ class IncidentActions:
                                 source=self._options.pager_source, priority=self._options.opsgenie_priority,
                                 details={"incident": incident.id, "rule": incident.rule_id,
                                          "released_by": actor.ref})
-                await store.enqueue_ignoring_duplicates(session=session, rows=[row] if row else [], now=now)
+                rows = [row] if row else []
+                if incident.status == "acknowledged":  # acknowledged while held: the pager must not page on
+                    rows += self._pager(incident, "acknowledge", self._who(incident, "acknowledged"))
+                await store.enqueue_ignoring_duplicates(session=session, rows=rows, now=now)
                 label = self._options.pager_name
             return ActionOutcome(True, f"Incident #{incident.id} was held back by the page cap; you paged it now "
                                        f"({label}).", card=self.card(incident))

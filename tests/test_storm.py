@@ -311,6 +311,25 @@ async def test_page_cap_holds_pages_back_visibly(db_url: str) -> None:
             assert held_incidents == []  # the held one was paged on request
 
 
+async def test_a_held_page_acknowledged_then_released_is_acknowledged_at_the_pager_too(db_url: str) -> None:
+    clock = Clock()
+    async with FakeSlackApi() as slack, FakePagerDuty() as pd:
+        settings = oncall_settings(db_url, slack, PAGERDUTY_ROUTING_KEY=ROUTING_KEY, PAGERDUTY_EVENTS_URL=pd.enqueue_url)
+        settings.storm.max_pages_per_rule_per_hour = 1
+        async with core_of(settings, clock) as core:
+            await report(core, OUTAGE, user="U01")
+            assert (await report(core, "the VPN is down for everyone", user="U02")).page == "held"
+            held = (await incidents(core))[1]
+            assert core.page_actions is not None
+            alice = Actor("slack", "U0ALICE", "alice")
+            assert (await core.page_actions.act(actor=alice, action="acknowledge", incident_id=held.id, event_id="a")).ok
+            assert (await core.page_actions.act(actor=alice, action="escalate", incident_id=held.id, event_id="e")).ok
+            await drain(core)
+            # PagerDuty would otherwise keep paging an incident someone in chat already took.
+            assert pd.actions_for(held.dedup_key) == ["trigger", "acknowledge"]
+            assert pd.incident(held.dedup_key).status == "acknowledged"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("round_", range(3))
 async def test_two_replicas_open_one_incident(db_url: str, round_: int) -> None:
     """Two processes (engines) take the same storm's first reports at the same moment: one incident."""
