@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -68,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"handoff: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "worker", "chat", "outbox", "db") or (args.command == "classify" and not args.rules_file):
+        problem = _database_problem(settings.database_url)
+        if problem is not None:
+            print(f"handoff: {problem}", file=sys.stderr)
+            return 2
     try:
         if args.command == "serve":
             if args.no_worker:
@@ -80,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "classify":
             return asyncio.run(_classify(settings, args, sys.stdin, sys.stdout))
         if args.command == "chat":
-            return asyncio.run(_chat(settings, sys.stdin, sys.stdout))
+            from bot.cli_chat import chat
+
+            return asyncio.run(chat(settings, sys.stdin, sys.stdout))
         if args.command == "outbox":
             return asyncio.run(_outbox(settings, args, sys.stdout))
         if args.command == "db":
@@ -91,7 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `handoff outbox --json | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 2
+
+
+def _database_problem(url: str) -> str | None:
+    """None when the database opens (and is migrated to head), else what to tell the operator: an
+    unreachable server or a mistyped URL is a configuration problem, not a traceback."""
+    from storage import db
+
+    try:
+        db.upgrade_sync(url)
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the fix is the URL or the server
+        try:
+            shown = _safe_url(url)
+        except Exception:  # noqa: BLE001 - the URL itself is what is wrong
+            shown = "(unreadable URL)"
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        return (f"cannot open the database {shown} ({type(exc).__name__}: {detail}). Check HANDOFF_DATABASE_URL "
+                "(or database.url in app.yaml) and that the database server is running.")
+    return None
 
 
 def _safe_url(url: str) -> str:
@@ -115,7 +143,14 @@ def _serve(settings: Settings) -> int:
         tune_gc()  # after the cleanup contexts opened: what they built lives as long as the process
 
     app.on_startup.append(gc_after_startup)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        print(f"handoff: cannot listen on {host}:{port}: {exc.strerror}. Set HANDOFF_PORT / HANDOFF_HOST (or "
+              "server.port / server.host in app.yaml), or stop what is using it.", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -195,68 +230,6 @@ async def _classify(settings: Settings, args: argparse.Namespace, stdin: TextIO,
         f"rule:     {d.rule_id} (rules v{d.ruleset_version})\nwhy:      {d.why}\n"
     )
     return 0
-
-
-async def _chat(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
-    from bot.core import open_core, utcnow
-    from handlers.intake import Inbound
-    from handlers.ports import Actor
-    from storage import service
-
-    interactive = stdin.isatty()
-    async with open_core(settings, clock=utcnow) as core:
-        stdout.write(
-            f"handoff chat: you are an employee writing to the IT bot (rules v{core.rules.version}).\n"
-            "Type a request, e.g. 'outlook keeps crashing' or 'ransomware note on my screen', or a command such as\n"
-            "'/handoff status' or '/handoff help'. Ctrl-D ends.\n"
-        )
-        while True:
-            if interactive:
-                stdout.write("you> ")
-                stdout.flush()
-            line = await asyncio.to_thread(stdin.readline)
-            if not line:
-                break
-            text = line.strip()
-            if not text:
-                continue
-            if text.lower().startswith("/handoff"):  # the same commands as Slack's /handoff
-                reply = await core.commands.dispatch(
-                    Actor(platform="console", user_id="console-user", user_name="you", channel_id="terminal"),
-                    text[len("/handoff"):], event_id=uuid.uuid4().hex)
-                stdout.write("bot> " + reply.text.replace("\n", "\n     ") + "\n")
-                while await core.worker.run_once():
-                    pass
-                stdout.flush()
-                continue
-            result = await core.intake.handle(
-                Inbound(platform="console", event_id=uuid.uuid4().hex, text=text, user_id="console-user",
-                        user_name="you", channel_id="terminal", channel_type="im")
-            )
-            assert result.reply is not None
-            stdout.write("bot> " + result.reply.text.replace(":warning:", "WARNING:").replace("\n", "\n     ") + "\n")
-            while await core.worker.run_once():
-                pass
-            async with core.sessionmaker() as session:
-                ticket = await service.get_ticket(session=session, key_or_id=result.ticket or "")
-                rows = await service.list_outbox(session=session, limit=20)
-            now = utcnow()
-            for row in reversed([r for r in rows if ticket is not None and r.ticket_id == ticket.id]):
-                note = row.last_error if row.status != "delivered" else row.detail
-                status = row.status
-                if status == "pending" and row.next_attempt_at > now:
-                    status = f"scheduled for {row.next_attempt_at:%a %d %b %H:%M} UTC"
-                    note = _SCHEDULED.get(row.kind, note)
-                stdout.write(f"     -> {row.kind}: {status}" + (f" - {note}" if note else "") + "\n")
-            stdout.flush()
-    return 0
-
-
-_SCHEDULED = {
-    "sla.check": "the MSP's first response is due by then, else in-house IT takes over",
-    "internal": "in-house IT is told when it opens",
-    "oncall.escalate": "escalates if nobody acknowledges the page by then",
-}
 
 
 async def _outbox(settings: Settings, args: argparse.Namespace, stdout: TextIO) -> int:

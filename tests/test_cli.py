@@ -111,3 +111,60 @@ def test_chat_runs_handoff_commands(env: Path, monkeypatch: pytest.MonkeyPatch, 
     events = [json.loads(line)["payload"].get("event") for line in capsys.readouterr().out.splitlines()
               if json.loads(line)["kind"] == "msp"]
     assert sorted(events) == ["ticket.closed", "ticket.created"]
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("postgresql://nobody@127.0.0.1:1/x", "ConnectionRefusedError"),  # nothing listens on port 1
+    ("/tmp/handoff.db", "Could not parse"),  # no scheme
+])
+def test_an_unusable_database_url_is_a_message_not_a_traceback(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, said: str) -> None:
+    monkeypatch.setenv("HANDOFF_DATABASE_URL", url)
+    for command in (["classify", "x"], ["outbox"], ["db", "upgrade"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("handoff: cannot open the database") and "HANDOFF_DATABASE_URL" in err and said in err
+        assert "Traceback" not in err
+
+
+def _handoff(*args: str, env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=60, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def test_a_port_in_use_is_a_message_not_a_traceback(env: Path) -> None:
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _handoff("serve", env={**os.environ, "HANDOFF_PORT": str(port)})
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "HANDOFF_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(env: Path) -> None:
+    import os
+
+    lines = "".join(json.dumps({"id": i, "text": "printer jammed again"}) + "\n" for i in range(3000))
+    read, write = os.pipe()
+    head = subprocess.Popen(["head", "-n", "1"], stdin=read, stdout=subprocess.PIPE, text=True)
+    os.close(read)
+    with os.fdopen(write, "w") as into_head:  # `handoff classify --jsonl | head -n 1`
+        result = subprocess.run([sys.executable, "-m", "bot.cli", "classify", "--jsonl"], input=lines,
+                                stdout=into_head, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
+    first = head.communicate(timeout=30)[0]
+    assert json.loads(first)["id"] == 0
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+
+
+def test_chat_shows_words_not_slack_emoji_codes(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/handoff report\nmy password is Hunter2!x and outlook crashes\n"))
+    assert main(["chat"]) == 0
+    out = capsys.readouterr().out
+    assert "REFUSED:" in out and "WARNING:" in out
+    assert ":no_entry:" not in out and ":warning:" not in out
