@@ -177,7 +177,7 @@ def lint(content: Mapping[str, Any], live: RuleSet | None, *,
         draft = ruleset_from_dict(content)
     except RuleSetError as exc:
         return LintReport(tuple(Finding("error", "invalid", p) for p in exc.problems))
-    costly = costly_regexes(draft)
+    costly = costly_regexes(draft, live)
     if costly:  # a ReDoS guard: refused like any invalid rule
         return LintReport(tuple(Finding("error", "regex-cost", p) for p in costly))
     findings: list[Finding] = []
