@@ -149,6 +149,9 @@ class RulesAdmin(RulesViews):
         """Apply ``op`` to the actor's draft (started from live when there is none) and audit it, atomically."""
         owner = owner_of(actor)
         async with self._sessionmaker.begin() as session:
+            # One draft edit at a time, and none while a publish saves: locking the draft row alone
+            # lets two first edits (no row yet) both start from live, and the second overwrite the first.
+            await service.lock_rulesets(session=session)
             live = await self._latest(session)
             draft = await rules_admin.get_draft(session=session, owner=owner, for_update=True)
             base = dict(live.content) if draft is None or replace else dict(draft.content)
@@ -275,6 +278,12 @@ class RulesAdmin(RulesViews):
                 if current.version != live.version:
                     raise CommandError(f"the live rules changed while you were publishing (now v{current.version}); "
                                        "check `rules diff` and try again")
+                if drop_draft:  # an edit committed while this publish replayed must not vanish with the draft
+                    mine = await rules_admin.get_draft(session=session, owner=owner_of(actor), for_update=True)
+                    if mine is None or content_hash(normalise(mine.content, usage=USAGE["publish"])) != digest:
+                        raise CommandError("your draft changed while this publish was being checked (another edit "
+                                           "of yours arrived): nothing was published. Check `rules diff` and publish "
+                                           "again")
                 saved = await service.save_ruleset(session=session, content=content, content_hash=digest, source=source,
                                                    author=_who(actor), note=note[:500], now=self._clock())
                 if drop_draft:
@@ -302,11 +311,21 @@ def _undone(base: RulesetVersion | None, live: RulesetVersion, content: dict[str
         return [f"v{live.version} (the draft's base version is gone)"]
     since = diff(base.content, live.content)
     reverted = diff(live.content, content).rule_ids
-    return [line for line, rid in zip(since.lines(), _line_ids(since), strict=False) if rid in reverted]
+    rules = len(since.added) + len(since.removed) + len(since.changed) + len(since.moved)
+    undone = [line for line, rid in zip(since.lines()[:rules], _rule_ids(since), strict=True) if rid in reverted]
+    old_q, live_q, new_q = ({q["name"]: q for q in c.get("queues", [])} for c in (base.content, live.content, content))
+    undone += [f"queue `{name}` ({'added' if name not in old_q else 'removed' if name not in live_q else 'changed'} "
+               f"in v{live.version})" for name in sorted(set(old_q) | set(live_q))
+               if old_q.get(name) != live_q.get(name) and new_q.get(name) == old_q.get(name)]
+    zones = [str(c.get("timezone") or "UTC") for c in (base.content, live.content, content)]
+    if zones[0] != zones[1] and zones[2] == zones[0]:
+        undone.append(f"timezone {zones[1]} (set in v{live.version}) back to {zones[0]}")
+    return undone
 
 
-def _line_ids(d: Any) -> list[str]:
-    return [*d.added, *d.removed, *(i for i, _ in d.changed), *d.moved] + ["" for _ in d.queues]
+def _rule_ids(d: Any) -> list[str]:
+    """The rule id of each rule line of ``d.lines()``, in order (queue and timezone lines come after)."""
+    return [*d.added, *d.removed, *(i for i, _ in d.changed), *d.moved]
 
 
 def _replay_summary(r: ReplayReport) -> dict[str, Any]:

@@ -209,6 +209,43 @@ async def test_publish_when_live_moved_says_what_it_would_undo(env: Env) -> None
     assert "Published *v3*" in done.text
 
 
+def _import(content: dict[str, Any]) -> str:
+    return "import ```yaml\n" + yaml.safe_dump({"routing": content}, sort_keys=False, allow_unicode=True) + "```"
+
+
+async def test_publish_when_live_moved_names_a_timezone_or_queue_it_would_undo(env: Env) -> None:
+    await env.run(ALICE, 'add sprinkler --route internal --any "sprinkler alarm"')  # Alice's draft, on v1
+    v1 = (await env.versions())[0].content
+    v2 = dict(v1, timezone="Europe/Berlin", queues=[*v1["queues"], {"name": "facilities", "route": "internal"}])
+    assert "imported" in (await env.run(BOB, _import(v2))).text
+    assert "Published *v2*" in (await env.run(BOB, "publish --confirm")).text
+    answer = await env.run(ALICE, "publish")  # her draft still has v1's zone and queues
+    assert "needs --confirm" in answer.text, answer.text
+    assert "timezone Europe/Berlin (set in v2) back to UTC" in answer.text
+    assert "queue `facilities` (added in v2)" in answer.text
+    assert len(await env.versions()) == 2
+
+
+async def test_two_first_edits_at_once_are_both_kept(env: Env) -> None:
+    # No draft row yet: locking it locked nothing, both edits started from live, the second overwrote the first.
+    first, second = await asyncio.gather(env.run(ALICE, 'add sprinkler --route internal --any "sprinkler alarm"'),
+                                         env.run(ALICE, 'add elevator --route internal --any "elevator stuck"'))
+    assert "Draft: added" in first.text and "Draft: added" in second.text
+    assert {"sprinkler", "elevator"} <= {r["id"] for r in (await env.draft(ALICE)).content["rules"]}
+
+
+async def test_an_edit_arriving_during_a_publish_is_never_lost(env: Env) -> None:
+    for i in range(300):  # stored requests: the publish's replay takes a while
+        await env.store(f"my laptop fan is loud {i}")
+    await env.run(ALICE, 'add sprinkler --route internal --any "sprinkler alarm"')
+    published, edited = await asyncio.gather(env.run(ALICE, "publish --confirm"),
+                                             env.run(ALICE, 'add elevator --route internal --any "elevator stuck"'))
+    live = {r["id"] for r in (await env.versions())[-1].content["rules"]}
+    draft = await env.draft(ALICE)
+    kept = "elevator" in live or (draft is not None and "elevator" in {r["id"] for r in draft.content["rules"]})
+    assert kept or "Draft: added" not in edited.text, (published.text[:200], edited.text[:200])
+
+
 async def test_rollback_publishes_an_exact_copy_and_keeps_history(env: Env) -> None:
     await env.run(ALICE, FIRE)
     await env.run(ALICE, "publish --confirm")
