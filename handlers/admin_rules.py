@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Actor, Command, CommandReply
 from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
+from handlers.rules_diff import undone_by
 from handlers.rules_edit import (
     add_rule,
     diff,
@@ -230,7 +231,7 @@ class RulesAdmin(RulesViews):
         if draft.base_version != live.version:
             async with self._sessionmaker() as session:
                 base = await service.get_ruleset(session=session, version=draft.base_version)
-            undone = _undone(base, live, content)
+            undone = undone_by(base, live, content)
             if undone:
                 reasons.append(f"the live rules moved from v{draft.base_version} to v{live.version} (by "
                                f"{escape(live.author)}) since you started this draft; publishing would undo: "
@@ -303,29 +304,6 @@ class RulesAdmin(RulesViews):
         lines.append(f"Replay, last {days} day(s): {report.route_changed} request(s) change route, "
                      f"{report.newly_paging_count} newly page, {report.stopped_paging_count} stop paging.")
         return Result(reply("\n".join(lines), *self._lint_section(lint_report, editing=False)), audited=True)
-
-
-def _undone(base: RulesetVersion | None, live: RulesetVersion, content: dict[str, Any]) -> list[str]:
-    """Changes between the draft's base and live that publishing the draft would revert."""
-    if base is None:
-        return [f"v{live.version} (the draft's base version is gone)"]
-    since = diff(base.content, live.content)
-    reverted = diff(live.content, content).rule_ids
-    rules = len(since.added) + len(since.removed) + len(since.changed) + len(since.moved)
-    undone = [line for line, rid in zip(since.lines()[:rules], _rule_ids(since), strict=True) if rid in reverted]
-    old_q, live_q, new_q = ({q["name"]: q for q in c.get("queues", [])} for c in (base.content, live.content, content))
-    undone += [f"queue `{name}` ({'added' if name not in old_q else 'removed' if name not in live_q else 'changed'} "
-               f"in v{live.version})" for name in sorted(set(old_q) | set(live_q))
-               if old_q.get(name) != live_q.get(name) and new_q.get(name) == old_q.get(name)]
-    zones = [str(c.get("timezone") or "UTC") for c in (base.content, live.content, content)]
-    if zones[0] != zones[1] and zones[2] == zones[0]:
-        undone.append(f"timezone {zones[1]} (set in v{live.version}) back to {zones[0]}")
-    return undone
-
-
-def _rule_ids(d: Any) -> list[str]:
-    """The rule id of each rule line of ``d.lines()``, in order (queue and timezone lines come after)."""
-    return [*d.added, *d.removed, *(i for i, _ in d.changed), *d.moved]
 
 
 def _replay_summary(r: ReplayReport) -> dict[str, Any]:

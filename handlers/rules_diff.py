@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing.windows import describe, parse_windows
+from storage.models import RulesetVersion
 
 #: Rule keys holding time windows, and how an empty list reads.
 WINDOW_KEYS = {"active": "any time", "mute": "none"}
@@ -205,4 +206,30 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> RuleDiff:
     )
 
 
-__all__ = ["RuleDiff", "describe_windows", "diff", "timing"]
+
+
+def undone_by(base: RulesetVersion | None, live: RulesetVersion, content: dict[str, Any]) -> list[str]:
+    """Changes between a draft's ``base`` and ``live`` that publishing the draft (``content``) would revert:
+    rules, queues and the timezone, one line each."""
+    if base is None:
+        return [f"v{live.version} (the draft's base version is gone)"]
+    since = diff(base.content, live.content)
+    reverted = diff(live.content, content).rule_ids
+    rules = len(since.added) + len(since.removed) + len(since.changed) + len(since.moved)
+    undone = [line for line, rid in zip(since.lines()[:rules], _rule_ids(since), strict=True) if rid in reverted]
+    old_q, live_q, new_q = ({q["name"]: q for q in c.get("queues", [])} for c in (base.content, live.content, content))
+    undone += [f"queue `{name}` ({'added' if name not in old_q else 'removed' if name not in live_q else 'changed'} "
+               f"in v{live.version})" for name in sorted(set(old_q) | set(live_q))
+               if old_q.get(name) != live_q.get(name) and new_q.get(name) == old_q.get(name)]
+    zones = [str(c.get("timezone") or "UTC") for c in (base.content, live.content, content)]
+    if zones[0] != zones[1] and zones[2] == zones[0]:
+        undone.append(f"timezone {zones[1]} (set in v{live.version}) back to {zones[0]}")
+    return undone
+
+
+def _rule_ids(d: Any) -> list[str]:
+    """The rule id of each rule line of ``d.lines()``, in order (queue and timezone lines come after)."""
+    return [*d.added, *d.removed, *(i for i, _ in d.changed), *d.moved]
+
+
+__all__ = ["RuleDiff", "describe_windows", "diff", "timing", "undone_by"]
