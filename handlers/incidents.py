@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,10 @@ from storage import service
 from storage.models import Incident, ticket_key
 
 log = logging.getLogger(__name__)
+
+#: A second Escalate within this long of the last one by hand is taken as the same press (two people
+#: at once): it answers who escalated to whom instead of skipping the next person's turn.
+ESCALATE_DEBOUNCE = timedelta(seconds=60)
 
 #: The answer to someone who may not act on pages.
 ONCALL_ONLY = ("Only on-call people (the rotation in app.yaml, overrides) and admins may do that. To report a "
@@ -209,8 +213,15 @@ class IncidentActions:
         if level > CHANNEL:
             return ActionOutcome(False, f"Incident #{incident.id} has already gone to everyone there is "
                                         f"({incident.detail.get('escalated_to', 'the on-call channel')}).")
+        last = _when(incident.detail.get("escalated_by_hand_at"))
+        if last is not None and now - last < ESCALATE_DEBOUNCE:  # two people pressing at once escalate once
+            return ActionOutcome(False, f"Incident #{incident.id} was just escalated to "
+                                        f"{incident.detail.get('escalated_to', 'the next level')} by "
+                                        f"{incident.detail.get('escalated_by_name', 'someone')}; give them a moment, "
+                                        "or escalate again in a minute.", card=self.card(incident))
         step = await self._escalation.step(session=session, incident=incident, level=level, now=now,
                                            reason=f"{name} escalated the page")
+        incident.detail = {**incident.detail, "escalated_by_hand_at": now.isoformat(), "escalated_by_name": name}
         return ActionOutcome(True, f"Escalated incident #{incident.id} to {step.label}.", card=self.card(incident))
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -268,3 +279,11 @@ class IncidentActions:
         if actions:
             card["actions"] = list(actions)
         return card
+
+
+def _when(value: Any) -> datetime | None:
+    """A timestamp stored in an incident's ``detail`` (ISO text), or None."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

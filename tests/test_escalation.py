@@ -6,6 +6,8 @@ the fake Slack Web API.
 
 from __future__ import annotations
 
+import asyncio
+
 from handlers.ports import Actor
 from storage.models import Incident, OutboxRow
 from tests.fakes.slack_api import FakeSlackApi
@@ -123,6 +125,27 @@ async def test_manual_escalate_goes_to_the_next_step_now(db_url: str) -> None:
         clock.advance(minutes=5)  # the original level-1 timer finds it done; level 2 is due 5 min after
         await drain(core)
         assert len(slack.posts_to("U0BOB")) == 1 and len(slack.posts_to("U0SAM")) == 1
+
+
+async def test_two_escalate_presses_at_once_escalate_one_level(db_url: str) -> None:
+    clock = Clock()
+    async with FakeSlackApi() as slack, core_of(oncall_settings(db_url, slack), clock) as core:
+        await report(core, OUTAGE, user="U0EMP")
+        [incident] = await incidents(core)
+        assert core.page_actions is not None
+        presses = await asyncio.gather(*(
+            core.page_actions.act(actor=Actor("slack", user, name), action="escalate", incident_id=incident.id,
+                                  event_id=f"esc-{user}") for user, name in (("U0ALICE", "alice"), ("U0BOB", "bob"))))
+        assert sorted(p.ok for p in presses) == [False, True]
+        assert "was just escalated to Bob (next in the rotation)" in next(p.text for p in presses if not p.ok)
+        [after] = await incidents(core)
+        assert after.escalation_level == 1  # Bob has his turn; the secondary was not paged over his head
+        await drain(core)
+        assert slack.posts_to("U0SAM") == []
+        clock.advance(seconds=61)  # a later press is a new decision
+        again = await core.page_actions.act(actor=Actor("slack", "U0ALICE", "alice"), action="escalate",
+                                            incident_id=incident.id, event_id="esc-later")
+        assert again.ok and "Sam (secondary)" in again.text
 
 
 async def test_nobody_on_call_and_no_channel_tells_inhouse_and_admins(db_url: str) -> None:
