@@ -25,6 +25,7 @@ from bot.connectors.teams import (
     TeamsChannelPoster,
     TeamsConnector,
 )
+from bot.directory import SlackGroupDirectory
 from handlers.ports import Connector, DeliveryResult
 from storage import service
 
@@ -65,8 +66,11 @@ def build_connectors(settings: Settings, http: aiohttp.ClientSession, *,
     """
     connectors: dict[str, Connector] = {}
     if settings.msp.url:
+        slack_names = None if settings.slack.bot_token is None else SlackGroupDirectory(
+            session=http, token=settings.slack.bot_token, base_url=settings.slack.api_url).display_name
         connectors["msp"] = MspWebhookConnector(
-            session=http, url=settings.msp.url, secret=settings.msp.secret, timeout=settings.msp.timeout_seconds
+            session=http, url=settings.msp.url, secret=settings.msp.secret, timeout=settings.msp.timeout_seconds,
+            names=slack_names,
         )
     else:
         connectors["msp"] = LocalSink("msp")

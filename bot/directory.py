@@ -1,4 +1,5 @@
-"""Group directories: who is in the chat user groups that ``app.yaml`` names as rule admins.
+"""Group directories: who is in the chat user groups that ``app.yaml`` names as rule admins (and, on
+Slack, a person's name for the MSP: :meth:`SlackGroupDirectory.display_name`).
 
 Slack: ``usergroups.users.list`` with the bot token (scope ``usergroups:read``); a group named by
 handle (``it-admins`` or ``@it-admins``) is first resolved with ``usergroups.list``. Answers are
@@ -15,6 +16,7 @@ Teams edge uses as the actor's user id. Same caching and fail-closed rules as Sl
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +30,11 @@ from bot.connectors.http import NETWORK_ERRORS, fetch, user_agent
 from bot.connectors.teams import BotTokenProvider, TokenError
 from handlers.ports import GroupDirectory, GroupLookupError
 
+log = logging.getLogger(__name__)
+
 _SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+#: Seconds a person's Slack name is reused.
+NAME_TTL = 3600.0
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 #: Scope of an app-only Microsoft Graph token (the app's consented application permissions).
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -64,6 +70,26 @@ class SlackGroupDirectory:
         self._clock = clock
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._handles: tuple[float, dict[str, str]] | None = None
+        self._names: dict[str, tuple[float, str]] = {}
+
+    async def display_name(self, user_id: str) -> str | None:
+        """The person's name (``users.info``: profile real name, else display name; scope ``users:read``),
+        cached for an hour; None when Slack cannot say (logged): a name is a courtesy, never a failure."""
+        now = self._clock()
+        hit = self._names.get(user_id)
+        if hit is not None and now - hit[0] < NAME_TTL:
+            return hit[1]
+        try:
+            user = (await self._call("users.info", {"user": user_id})).get("user")
+        except GroupLookupError as exc:
+            log.info("requester name of %s unknown: %s", user_id, exc)
+            return None
+        profile = user.get("profile") if isinstance(user, Mapping) else None
+        names = [profile.get(k) for k in ("real_name", "display_name")] if isinstance(profile, Mapping) else []
+        names += [user.get(k) for k in ("real_name", "name")] if isinstance(user, Mapping) else []
+        name = next((" ".join(n.split())[:255] for n in names if isinstance(n, str) and n.strip()), "")
+        self._names[user_id] = (now, name)
+        return name or None
 
     async def members(self, *, platform: str, group: str) -> frozenset[str]:
         if platform != "slack":

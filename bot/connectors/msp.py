@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,6 +121,8 @@ class MspWebhookConnector:
         secret: Signing secret; without one the signature headers are omitted.
         timeout: Total seconds per request.
         clock: Unix-seconds clock (injectable for tests).
+        names: A Slack user id's display name, or None (``SlackGroupDirectory.display_name``): fills
+            ``requester.name`` for requests from Slack messages, which carry no name.
     """
 
     kind = "msp"
@@ -132,8 +135,10 @@ class MspWebhookConnector:
         secret: SecretStr | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Clock = time.time,
+        names: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._session = session
+        self._names = names
         self._url = url
         if isinstance(secret, str):
             secret = SecretStr(secret) if secret else None
@@ -144,6 +149,16 @@ class MspWebhookConnector:
     def __repr__(self) -> str:
         host = urlsplit(self._url).hostname or "?"
         return f"MspWebhookConnector(kind={self.kind!r}, host={host!r}, signed={self._secret is not None})"
+
+    async def _with_name(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with the requester's name filled in when the chat platform did not send one
+        (Slack sends names with slash commands, not with messages); unchanged when it cannot be learnt."""
+        requester = payload.get("requester")
+        if self._names is None or not isinstance(requester, dict) or requester.get("name") \
+                or requester.get("platform") != "slack" or not requester.get("user_id"):
+            return payload
+        name = await self._names(str(requester["user_id"]))
+        return {**payload, "requester": {**requester, "name": name}} if name else payload
 
     def headers(self, *, body: bytes, idempotency_key: str, timestamp: int) -> dict[str, str]:
         """Request headers for ``body`` (signature headers only when a secret is configured)."""
@@ -165,7 +180,7 @@ class MspWebhookConnector:
         )
 
     async def _deliver(self, payload: dict[str, Any], idempotency_key: str) -> DeliveryResult:
-        body = json_body(payload)
+        body = json_body(await self._with_name(payload))
         headers = self.headers(body=body, idempotency_key=idempotency_key, timestamp=int(self._clock()))
         return await perform(
             self._session, "POST", self._url, body=body, headers=headers,
