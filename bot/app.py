@@ -24,7 +24,8 @@ from bot.core import Clock, Core, open_core, utcnow
 from bot.logs import request_id_middleware
 from bot.metrics import Metrics
 from bot.msp_callback import MspCallback
-from bot.slack import SlackEdge, socket_mode_handler
+from bot.slack import SlackEdge
+from bot.slack_socket import socket_mode_handler
 from handlers.housekeeping import Housekeeper
 from handlers.msp_updates import MspUpdates
 from storage import service

@@ -287,23 +287,3 @@ def _bolt_choked(error: Exception) -> str | None:
     if last is None or "slack_bolt" not in Path(last.tb_frame.f_code.co_filename).parts:
         return None
     return last.tb_frame.f_code.co_name
-
-
-def socket_mode_handler(edge: SlackEdge, app_token: str) -> Any:
-    """bolt's Socket Mode handler for ``edge``, which leaves unacknowledged what the HTTP edge answers
-    503 (:meth:`SlackEdge.unless_auth_failed`): Slack sends the envelope again."""
-    from time import time
-
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-    from slack_bolt.adapter.socket_mode.async_internals import (
-        run_async_bolt_app,
-        send_async_response,
-    )
-
-    class Handler(AsyncSocketModeHandler):
-        async def handle(self, client: Any, req: Any) -> None:
-            start = time()
-            response = edge.unless_auth_failed(await run_async_bolt_app(self.app, req))
-            await send_async_response(client, req, response, start)  # acknowledges only a 200
-
-    return Handler(edge.app, app_token)
