@@ -28,7 +28,8 @@ from bot.config_oncall import (
     StormConfig,
 )
 from routing.model import RuleSet
-from routing.rules import RuleSetError, costly_regexes, ruleset_from_dict
+from routing.regexes import costly_regexes
+from routing.rules import RuleSetError, ruleset_from_dict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "app.yaml"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"

@@ -21,7 +21,8 @@ from typing import Any
 
 from routing.engine import Classifier, classify_safely, compile_ruleset
 from routing.model import Message, Rule, RuleSet
-from routing.rules import RuleSetError, costly_regexes, ruleset_from_dict
+from routing.regexes import costly_regexes
+from routing.rules import RuleSetError, ruleset_from_dict
 from routing.text import term_key
 
 #: Messages that must page, written the way employees write in chat. A draft under which one of

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 import re2
 
+from routing.model import RuleSet
 from routing.text import fold
 
 MAX_REGEX_CHARS = 1_000
@@ -249,5 +250,32 @@ def check_added_cost(live: Iterable[str], added: Iterable[str]) -> str | None:
             "(`any`, `all`: free here) for the words")
 
 
+def costly_regexes(ruleset: RuleSet, live: RuleSet | None = None) -> list[str]:
+    """Problems (with key paths) for the regexes of ``ruleset`` that cost too much on a hostile message.
+
+    Not part of :func:`ruleset_from_dict`, which also reads stored versions: it measures (see
+    :func:`routing.regexes.probe_ms`), so it runs where new rules come in, before they are used:
+    ``app.yaml`` at start-up and every edit an admin makes (:func:`handlers.rules_lint.lint`). Given
+    the ``live`` rule set (an edit), the regexes the edit adds are also measured together with the
+    others, as the engine scans them (:func:`routing.regexes.check_added_cost`).
+    """
+    problems: list[str] = []
+    for i, rule in enumerate(ruleset.rules):
+        for j, pattern in enumerate(rule.when.regex):
+            why = check_regex_cost(pattern)
+            if why is not None:
+                problems.append(f"rules[{i}].when.regex[{j}] (rule `{rule.id}`): {why}")
+    if live is not None and not problems:
+        why = check_added_cost(_enabled_regexes(live), _enabled_regexes(ruleset))
+        if why is not None:
+            problems.append(f"rules: {why}")
+    return problems
+
+
+def _enabled_regexes(ruleset: RuleSet) -> list[str]:
+    """The regexes the engine scans for ``ruleset`` (disabled rules are left out of its set)."""
+    return [p for rule in ruleset.rules if rule.enabled for p in rule.when.regex]
+
+
 __all__ = ["MAX_MEM", "MAX_REGEX_CHARS", "MAX_REGEX_MS", "MAX_REGEX_PROGRAM", "MAX_REGEX_PROGRAM_TOTAL",
-           "check_added_cost", "check_regex_cost", "compile_regex", "probe_ms", "re2_options", "regex_set"]
+           "check_added_cost", "check_regex_cost", "compile_regex", "costly_regexes", "probe_ms", "re2_options", "regex_set"]

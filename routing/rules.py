@@ -18,8 +18,6 @@ from routing.calendar import zone
 from routing.model import ROUTES, SEVERITIES, Conditions, Queue, Rule, RuleSet
 from routing.regexes import (
     MAX_REGEX_CHARS,
-    check_added_cost,
-    check_regex_cost,
     compile_regex,
     regex_set,
 )
@@ -209,33 +207,6 @@ def _check_terms(terms: list[str], at: str) -> list[str]:
     return problems
 
 
-def costly_regexes(ruleset: RuleSet, live: RuleSet | None = None) -> list[str]:
-    """Problems (with key paths) for the regexes of ``ruleset`` that cost too much on a hostile message.
-
-    Not part of :func:`ruleset_from_dict`, which also reads stored versions: it measures (see
-    :func:`routing.regexes.probe_ms`), so it runs where new rules come in, before they are used:
-    ``app.yaml`` at start-up and every edit an admin makes (:func:`handlers.rules_lint.lint`). Given
-    the ``live`` rule set (an edit), the regexes the edit adds are also measured together with the
-    others, as the engine scans them (:func:`routing.regexes.check_added_cost`).
-    """
-    problems: list[str] = []
-    for i, rule in enumerate(ruleset.rules):
-        for j, pattern in enumerate(rule.when.regex):
-            why = check_regex_cost(pattern)
-            if why is not None:
-                problems.append(f"rules[{i}].when.regex[{j}] (rule `{rule.id}`): {why}")
-    if live is not None and not problems:
-        why = check_added_cost(_enabled_regexes(live), _enabled_regexes(ruleset))
-        if why is not None:
-            problems.append(f"rules: {why}")
-    return problems
-
-
-def _enabled_regexes(ruleset: RuleSet) -> list[str]:
-    """The regexes the engine scans for ``ruleset`` (disabled rules are left out of its set)."""
-    return [p for rule in ruleset.rules if rule.enabled for p in rule.when.regex]
-
-
 def _check_regex_total(rules: Iterable[Rule]) -> list[str]:
     """Build the RE2 set of every distinct regex, as the engine does, and report it if RE2 cannot.
 
@@ -325,4 +296,4 @@ def content_hash(data: Mapping[str, Any]) -> str:
 
 
 __all__ = ["ID_PATTERN", "MAX_GROUPS", "MAX_REGEX_CHARS", "MAX_RULES", "MAX_TERMS_PER_LIST", "MAX_TERM_CHARS",
-           "RuleSetError", "compile_regex", "content_hash", "costly_regexes", "ruleset_from_dict", "ruleset_to_dict"]
+           "RuleSetError", "compile_regex", "content_hash", "ruleset_from_dict", "ruleset_to_dict"]
