@@ -157,7 +157,8 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
             commands.register(rules_admin(settings, sessionmaker=sessionmaker, rules=rules, http=http, clock=clock,
                                            access=access).command())
             ticket_life = Tickets(sessionmaker=sessionmaker, clock=clock, access=access, on_commit=worker.wake,
-                                  options=TicketOptions(max_comment_chars=settings.server.max_message_chars))
+                                  options=TicketOptions(max_comment_chars=settings.server.max_message_chars),
+                                  critical=intake.is_critical)
             for command in ticket_life.commands():
                 commands.register(command)
             commands.register(Report(sessionmaker=sessionmaker, clock=clock, access=access,

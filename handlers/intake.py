@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handlers.batching import GroupCommitter
 from handlers.paging import PagingOptions
 from handlers.paging_storm import PageOutcome, PageReport, StormControl
+from handlers.ports import ThreadMessage
 from handlers.replies import Reply, intake_reply, slack_blocks
 from handlers.rules_state import ActiveRules
 from handlers.sla import check_row
@@ -143,6 +144,14 @@ class Intake:
     async def handle(self, inbound: Inbound) -> IntakeResult:
         """Redact, classify and commit one request; returns once it is durable (or a duplicate)."""
         return await self._committer.submit(self._prepare(inbound))
+
+    def is_critical(self, message: ThreadMessage) -> bool:
+        """Whether ``message`` (written in a ticket's thread) would page as a request of its own."""
+        text = redact_clipped(clean_text(message.text).strip(), self._options.max_message_chars).text
+        decision = classify_safely(self._rules.classifier, Message(
+            text=text, platform=message.platform, user_id=message.user_id, channel_id=message.channel_id,
+            channel_type="channel", at=self._clock()))
+        return decision.route == "page"
 
     def _prepare(self, inbound: Inbound) -> _Prepared:
         started = time.perf_counter()

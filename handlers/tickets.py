@@ -101,7 +101,11 @@ class Tickets:
         access: AdminAccess | None = None,
         options: TicketOptions = TicketOptions(),
         on_commit: Callable[[], None] = lambda: None,
+        critical: Callable[[ThreadMessage], bool] | None = None,
     ) -> None:
+        """``critical``: whether a thread message would page as a request of its own
+        (:meth:`handlers.intake.Intake.is_critical`); such a message is not taken as a comment."""
+        self._critical = critical
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._access = access
@@ -246,7 +250,14 @@ class Tickets:
         return CommandReply(answer, ticket=key)
 
     async def comment(self, message: ThreadMessage) -> bool:
-        """:class:`~handlers.ports.ThreadComments`: a message in a ticket's thread becomes a comment."""
+        """:class:`~handlers.ports.ThreadComments`: a message in a ticket's thread becomes a comment.
+
+        Except a critical one ("ransomware note on my screen" under a printer ticket): as a comment it
+        would only be forwarded to whoever has the ticket (the MSP, perhaps) and page no one. It is
+        left to intake as a request of its own (False), which pages and keeps it in house.
+        """
+        if self._critical is not None and self._critical(message):
+            return False
         text = message.text.strip()
         now = self._clock()
         async with self._sessionmaker.begin() as session:

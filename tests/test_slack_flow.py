@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -104,6 +105,25 @@ async def test_the_msp_learns_the_requester_s_name_from_slack(world: World) -> N
     names = sorted((r.json["requester"]["user_id"], r.json["requester"]["name"]) for r in requests)
     assert names == [("U0ADA", "Ada Lovelace"), ("U0ADA", "Ada Lovelace"), ("U0GHOST", "")]  # delivered either way
     assert len(world.slack.calls("users.info")) == 2  # the second message of U0ADA: the name was cached
+
+
+async def test_a_critical_report_in_an_msp_ticket_s_thread_pages_instead_of_going_to_the_msp(world: World) -> None:
+    assert (await world.post_event(event_body("need excel installed on my laptop", event_id="EvExcel",
+                                              ts="1726133700.000100"))).status == 200
+    reply = event_body("ransomware note on my screen, files renamed .locked", event_id="EvInThread",
+                       ts="1726133900.000200", thread_ts="1726133700.000100")
+    assert (await world.post_event(reply)).status == 200
+    first, second = await world.tickets()
+    assert first.route == "msp" and second.route == "page"  # a request of its own, not a comment
+    await world.pd.wait_for_requests(1, timeout=5)  # paged
+    await world.msp.wait_for_requests(1, timeout=5)
+    await asyncio.sleep(0.3)
+    assert [r.json.get("event") for r in world.msp.requests] == ["ticket.created"]  # nothing forwarded
+    assert world.msp.requests[0].json["id"] == first.key
+    comment = event_body("it also happens in word", event_id="EvComment", ts="1726133950.000300",
+                         thread_ts="1726133700.000100")
+    assert (await world.post_event(comment)).status == 200  # an ordinary reply is still a comment
+    assert await world.count(Ticket) == 2
 
 
 async def test_ransomware_pages_and_never_reaches_msp(world: World) -> None:
