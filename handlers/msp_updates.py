@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -156,7 +156,9 @@ class MspUpdates:
             kept_closed = False
             if update.status is not None:
                 ticket.msp_status = update.status
-                kept_closed = previous == "closed" and update.status != "closed"  # the employee closed it
+                # A ticket the employee closed stays closed; one the MSP closed, the MSP may open again.
+                kept_closed = previous == "closed" and update.status != "closed" and \
+                    await tickets.closed_by_requester(session=session, ticket_id=ticket.id)
                 if not kept_closed:
                     _set_status(ticket, update.status, now)
             ticket.updated_at = now
@@ -171,8 +173,8 @@ class MspUpdates:
             text = comment.text if update.type == "comment" else f"status {update.status}"
             event = await tickets.add_event(session=session, ticket_id=ticket.id, kind="msp_update", now=now,
                                             actor="msp", text=text, detail=detail)
-            message = _tell(ticket.key, update, comment.text, author, previous, kept_closed, threaded=bool(
-                ticket.conversation and ticket.conversation.get("reply_kind")))
+            message = _tell(ticket.key, update, comment.text, author, previous, kept_closed,
+                            answer=answer_hint(ticket.key, ticket.conversation))
             if message:
                 kind, payload = requester_row(platform=ticket.platform, user_id=ticket.user_id,
                                               conversation=ticket.conversation, text=message, ticket=ticket.key)
@@ -193,17 +195,35 @@ def _set_status(ticket: Ticket, status: str, now: datetime) -> None:
         ticket.closed_at = None
 
 
+def answer_hint(key: str, conversation: dict[str, Any] | None) -> str:
+    """How the employee answers on ``key``: in the thread where a reply there is a comment (a Slack DM;
+    a channel thread with a mention, as the bot hears nothing else there), else the command (a Teams
+    1:1 or group chat has no threads)."""
+    c = conversation or {}
+    if c.get("reply_kind") == "slack.post" and str(c.get("channel") or "").startswith("D"):
+        return "reply in this thread"
+    if (c.get("reply_kind") == "slack.post" and c.get("thread_ts")) or (
+            c.get("reply_kind") == "teams.post" and c.get("conversation_type") == "channel"):
+        return "reply in this thread and mention me"
+    return f"`/handoff comment {key} <text>`"
+
+
 def _tell(key: str, update: MspUpdate, comment: str, author: str, previous: str, kept_closed: bool,
-          *, threaded: bool) -> str | None:
+          *, answer: str) -> str | None:
     """What the employee reads, or None when there is nothing new for them."""
     who = f"the service desk ({author})" if author else "the service desk"
-    answer = "reply in this thread" if threaded else f"`/handoff comment {key} <text>`"
-    if update.type == "comment":
-        return f"*{key}*: {who} wrote: {comment}\n(To answer, {answer}.)"
     status = update.status or ""
-    if kept_closed or status == previous:
-        return None
+    changed = bool(status) and not kept_closed and status != previous
     label = STATUS_LABEL.get(status, status)
+    if update.type == "comment":
+        text = f"*{key}*: {who} wrote: {comment}"
+        if changed:
+            text += f"\n{who[0].upper()}{who[1:]} set the status to *{label}*."
+        if changed and status in tickets.DONE_STATUSES:
+            return text + f" Not fixed? `/handoff reopen {key} <why>`."
+        return text + f"\n(To answer, {answer}.)"
+    if not changed:
+        return None
     text = f"*{key}*: {who} set the status to *{label}*."
     if status in tickets.DONE_STATUSES:
         text += f" Not fixed? `/handoff reopen {key} <why>`."

@@ -91,6 +91,15 @@ async def add_event(
     return event
 
 
+async def closed_by_requester(*, session: AsyncSession, ticket_id: int) -> bool:
+    """Whether the requester's own ``close`` is the ticket's latest close or reopen (an MSP's status
+    updates are ``msp_update`` lines, so a ticket the MSP closed answers False)."""
+    query = (select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket_id,
+                                            TicketEvent.kind.in_(("closed", "reopened")))
+             .order_by(TicketEvent.id.desc()).limit(1))
+    return (await session.scalars(query)).first() == "closed"
+
+
 async def list_events(*, session: AsyncSession, ticket_id: int, limit: int = 50) -> list[TicketEvent]:
     """The last ``limit`` lines of a ticket's history, oldest first."""
     query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id.desc()).limit(limit)

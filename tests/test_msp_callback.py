@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.app import CORE, create_app
-from handlers.msp_updates import BadUpdate, parse_update
+from handlers.msp_updates import BadUpdate, answer_hint, parse_update
 from storage.models import InboundEvent, OutboxRow, TicketEvent
 from tests.helpers import make_settings
 from tests.ticket_env import (
@@ -116,6 +116,41 @@ async def test_resolved_then_reopened_by_the_msp_and_an_employee_close_wins(worl
     t = await ticket(world.sm, key)
     assert (t.status, t.msp_status) == ("closed", "in_progress"), "the employee closed it; the MSP status is kept"
     assert len(await rows(world.sm, key, "slack.post")) == before, "nothing to tell the employee"
+
+
+async def test_a_ticket_the_msp_closed_the_msp_may_open_again(world: World) -> None:
+    key = await open_ticket(world)
+    assert (await world.post({"event_id": "k-1", "ticket": key, "type": "status", "status": "closed"}))[0] == 200
+    world.clock.advance(minutes=5)
+    status, body = await world.post({"event_id": "k-2", "ticket": key, "type": "status", "status": "in_progress"})
+    assert (status, body["status"]) == (200, "in_progress")  # it stayed closed: only the employee's close is final
+    t = await ticket(world.sm, key)
+    assert (t.status, t.closed_at) == ("in_progress", None)
+    assert (await rows(world.sm, key, "slack.post"))[-1].payload["text"].endswith("set the status to *in progress*.")
+
+
+async def test_a_comment_that_also_resolves_tells_the_employee_both(world: World) -> None:
+    key = await open_ticket(world)
+    status, body = await world.post({"event_id": "m-1", "ticket": key, "type": "comment", "comment": "All fixed now",
+                                     "status": "resolved", "author": "Sam"})
+    assert (status, body["status"]) == (200, "resolved")
+    told = (await rows(world.sm, key, "slack.post"))[-1].payload["text"]
+    assert told == (f"*{key}*: the service desk (Sam) wrote: All fixed now\nThe service desk (Sam) set the status to "
+                    f"*resolved*. Not fixed? `/handoff reopen {key} <why>`.")
+
+
+@pytest.mark.parametrize(("conversation", "hint"), [
+    ({"reply_kind": "slack.post", "channel": "D0DM", "thread_ts": "1.2"}, "reply in this thread"),
+    ({"reply_kind": "slack.post", "channel": "C0GENERAL", "thread_ts": "1.2"}, "reply in this thread and mention me"),
+    ({"reply_kind": "teams.post", "conversation_type": "channel"}, "reply in this thread and mention me"),
+    ({"reply_kind": "teams.post", "conversation_type": "personal"}, "`/handoff comment IT-1001 <text>`"),
+    ({"reply_kind": "teams.post", "conversation_type": "groupChat"}, "`/handoff comment IT-1001 <text>`"),
+    (None, "`/handoff comment IT-1001 <text>`"),
+])
+def test_the_employee_is_told_a_way_to_answer_that_works_where_they_are(conversation: Any, hint: str) -> None:
+    # A reply in a Teams 1:1 chat is a new request (no threads there), and in a channel the bot hears
+    # only messages that mention it.
+    assert answer_hint("IT-1001", conversation) == hint
 
 
 async def test_replay_of_an_event_id_changes_nothing(world: World) -> None:
