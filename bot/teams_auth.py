@@ -139,8 +139,14 @@ class SigningKeys:
                                              and not jwks_uri.startswith("https://")):
             raise ValueError("jwks_uri missing or not https")
         data = await self._get_json(jwks_uri)
+        entries = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("the key set has no list of keys")
         keys: dict[str, PublicKey] = {}
-        for jwk in data["keys"]:
+        for jwk in entries:
+            if not isinstance(jwk, dict):
+                log.warning("teams: skipping a signing key that is not an object")
+                continue
             try:
                 parsed = jwt.PyJWK(jwk)
             except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError):

@@ -17,6 +17,7 @@ from botframework.connector.auth import ClaimsIdentity
 
 from bot.teams_auth import AuthUnavailable, SigningKeys, TeamsAuthError, TokenValidator
 from bot.teams_botframework import InlineSendRefused, ValidatedAuthentication
+from tests.fakes.base import Scripted
 from tests.fakes.openid import METADATA_PATH, FakeOpenId, SigningKey
 
 APP_ID = "11111111-2222-3333-4444-555555555555"
@@ -161,6 +162,15 @@ async def test_metadata_without_usable_keys_is_unavailable(setup: Setup) -> None
     setup.idp.keys = []
     with pytest.raises(AuthUnavailable):
         await setup.validator.verify(f"Bearer {setup.token(key=SigningKey.generate())}")
+
+
+@pytest.mark.parametrize("key_set", [{"keys": [None]}, {"keys": ["x"]}, {"keys": {"kid1": {"kty": "RSA"}}},
+                                     {"keys": "abc"}, ["not", "an", "object"]])
+async def test_a_key_set_of_the_wrong_shape_is_unavailable_not_an_error(setup: Setup, key_set: object) -> None:
+    # Microsoft's (or a proxy's) key set answered with junk: a 503 that Teams retries, never a 500.
+    setup.idp.script(Scripted(status=None), Scripted(status=200, body=key_set))  # metadata as usual, then junk
+    with pytest.raises(AuthUnavailable):
+        await setup.validator.verify(f"Bearer {setup.token()}")
 
 
 async def test_botbuilder_authentication_object(setup: Setup) -> None:
