@@ -210,7 +210,7 @@ class SlackEdge:
         if self.threads is not None and in_thread and await self.threads.comment(ThreadMessage(
             platform="slack", event_id=str(body["event_id"]), user_id=str(event["user"]),
             channel_id=str(event["channel"]), thread_ref=parent, text=text,
-        )):
+        )) == "comment":
             return
         thread = str(event.get("thread_ts") or event.get("ts") or "")
         result = await self.intake.handle(

@@ -30,7 +30,13 @@ from bot.teams_cards import CARD_TYPE, TeamsActivity
 from bot.teams_refs import ConversationBook
 from handlers.commands import Actor, CommandRouter
 from handlers.intake import Inbound, Intake
-from handlers.ports import ActionOutcome, PageActions, ThreadComments, ThreadMessage
+from handlers.ports import (
+    ActionOutcome,
+    PageActions,
+    ThreadComments,
+    ThreadMessage,
+    ThreadOutcome,
+)
 from storage import service
 from storage.models import ticket_id_from_key
 
@@ -91,10 +97,11 @@ class HandoffTeamsBot(ActivityHandler):
             return
         command = COMMAND.fullmatch(act.text) if act.text else None
         is_command = command is not None or act.text.lower() in MENU_COMMANDS
-        if not is_command and act.text and await self._thread_comment(act):
+        in_thread = await self._thread_comment(act) if not is_command and act.text else "no-ticket"
+        if in_thread == "comment":
             return
-        if act.conversation_type not in ("personal", "") and not act.bot_mentioned:
-            return
+        if act.conversation_type not in ("personal", "") and not act.bot_mentioned and in_thread != "request":
+            return  # channel chatter not addressed to us (a critical reply in a ticket's thread is a request)
         if act.text:
             if is_command:
                 await self._command(act, (command.group(1) or "") if command is not None else act.text)
@@ -148,17 +155,17 @@ class HandoffTeamsBot(ActivityHandler):
         return await self.page_actions.act(actor=actor, action=press.action, incident_id=press.incident_id,
                                            event_id=act.event_id)
 
-    async def _thread_comment(self, act: TeamsActivity) -> bool:
-        """True when a channel reply was taken as a comment on the ticket living in its thread."""
+    async def _thread_comment(self, act: TeamsActivity) -> ThreadOutcome:
+        """What became of a channel reply in a ticket's thread (see :class:`~handlers.ports.ThreadComments`)."""
         root = act.conversation_id.partition(";messageid=")[2]
         if self.threads is None or act.conversation_type != "channel" or not root or root == act.id:
-            return False
+            return "no-ticket"
         handled = await self.threads.comment(ThreadMessage(
             platform="teams", event_id=act.event_id, user_id=act.user_id,
             channel_id=act.team_channel_id or act.base_conversation_id, thread_ref=root, text=act.text,
             user_name=act.user_name,
         ))
-        if handled:
+        if handled == "comment":
             self.book.note(act)
         return handled
 

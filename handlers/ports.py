@@ -7,7 +7,7 @@ never import ``bot``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +113,20 @@ class ThreadMessage:
     user_name: str = ""
 
 
+#: What :meth:`ThreadComments.comment` made of a thread message: ``comment`` (handled), ``no-ticket`` (no
+#: ticket lives in that thread) or ``request`` (a ticket does, but the message is critical: a request).
+ThreadOutcome = Literal["comment", "no-ticket", "request"]
+
+
 class ThreadComments(Protocol):
     """Turns a message in a ticket's thread into a comment on that ticket (implemented in handlers).
 
-    Returns False when no ticket lives in that thread: the edge then treats the message as a new
-    request. True means it was handled: the comment, its forwarding and the answer in the thread are
-    committed as outbox rows (a platform retry of the same ``event_id`` changes nothing). Raises only
+    ``comment``: handled; the comment, its forwarding and the answer in the thread are committed as
+    outbox rows (a platform retry of the same ``event_id`` changes nothing). ``no-ticket``: no ticket
+    lives in that thread; the edge treats the message as it would any other. ``request``: a ticket
+    lives there but the message would page on its own; the edge hands it to intake as a request,
+    even where it would otherwise ignore it (a Teams channel reply without a mention). Raises only
     for infrastructure failures (the edge answers 503 and the platform retries).
     """
 
-    async def comment(self, message: ThreadMessage) -> bool: ...
+    async def comment(self, message: ThreadMessage) -> ThreadOutcome: ...

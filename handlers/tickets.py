@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.commands import Command, CommandReply
 from handlers.notify import requester_row
-from handlers.ports import Actor, ThreadMessage
+from handlers.ports import Actor, ThreadMessage, ThreadOutcome
 from handlers.replies import secret_warning
 from handlers.rules_access import AdminAccess
 from handlers.text_input import redact_clipped
@@ -249,31 +249,31 @@ class Tickets:
         self._on_commit()
         return CommandReply(answer, ticket=key)
 
-    async def comment(self, message: ThreadMessage) -> bool:
+    async def comment(self, message: ThreadMessage) -> ThreadOutcome:
         """:class:`~handlers.ports.ThreadComments`: a message in a ticket's thread becomes a comment.
 
         Except a critical one ("ransomware note on my screen" under a printer ticket): as a comment it
         would only be forwarded to whoever has the ticket (the MSP, perhaps) and page no one. It is
-        left to intake as a request of its own (False), which pages and keeps it in house.
+        left to intake as a request of its own (``request``), which pages and keeps it in house.
         """
-        if self._critical is not None and self._critical(message):
-            return False
         text = message.text.strip()
         now = self._clock()
         async with self._sessionmaker.begin() as session:
             ticket = await tickets.ticket_in_thread(session=session, platform=message.platform,
                                                     channel_id=message.channel_id, thread_ref=message.thread_ref)
             if ticket is None:
-                return False
+                return "no-ticket"
+            if self._critical is not None and self._critical(message):
+                return "request"
             if not text or not await service.record_inbound(session=session, platform=message.platform,
                                                                event_id=message.event_id, now=now):
-                return True  # nothing to add, or a platform retry of a message already added
+                return "comment"  # nothing to add, or a platform retry of a message already added
             answer, rows, _ = await self._comment(session, ticket, message.platform, message.user_id,
                                                   message.user_name, text, now)
             rows.append(self._tell_requester(ticket, answer, key=rows[0][2] + ":answer"))
             await tickets.enqueue_once(session=session, rows=rows, now=now, ticket_id=ticket.id)
         self._on_commit()
-        return True
+        return "comment"
 
     async def _comment(
         self, session: AsyncSession, ticket: Ticket, platform: str, user_id: str, user_name: str, raw: str,

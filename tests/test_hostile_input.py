@@ -392,7 +392,7 @@ async def test_comments_are_cleaned_and_redacted_before_they_are_clipped(
     key = await ask(intake, MSP_TEXT, event_id="EvComment", thread="1726133700.000001")
     assert await uc.comment(ThreadMessage(platform="slack", event_id="EvC1", user_id=EMPLOYEE.user_id,
                                           channel_id=EMPLOYEE.channel_id, thread_ref="1726133700.000001",
-                                          text="it \x00crashed \ud800 again"))
+                                          text="it \x00crashed \ud800 again")) == "comment"
     await uc.comment_command(EMPLOYEE, f"{key} " + "x" * (limit - 23) + f" card {CARD} was charged twice", "EvC2")
     await uc.close(EMPLOYEE, f"{key} " + "y" * (limit - 15) + f" card {CARD} done")
     texts = [e.text for e in await events(sessionmaker, key) if e.kind in ("comment", "closed")]

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from bot.app import CORE, SLACK, TEAMS, create_app
 from bot.page_cards import page_card, slack_message
-from handlers.ports import ActionOutcome, Actor, ThreadMessage
+from handlers.ports import ActionOutcome, Actor, ThreadMessage, ThreadOutcome
 from storage.models import Ticket
 from tests.fakes.bot_connector import (
     APP_ID,
@@ -78,9 +78,9 @@ class FakeThreads:
     handled: bool = True
     messages: list[ThreadMessage] = field(default_factory=list)
 
-    async def comment(self, message: ThreadMessage) -> bool:
+    async def comment(self, message: ThreadMessage) -> ThreadOutcome:
         self.messages.append(message)
-        return self.handled
+        return "comment" if self.handled else "no-ticket"
 
 
 async def ticket_count(client: TestClient) -> int:

@@ -29,6 +29,7 @@ from tests.fakes.bot_connector import (
     card_submit,
     channel_mention,
     channel_message,
+    channel_reply,
     invoke,
     next_id,
     personal_message,
@@ -233,6 +234,21 @@ async def test_handoff_request_and_its_answer_are_one_transaction(world: World) 
     [ticket] = await world.tickets()
     assert ticket.key in card_text(reply.activity)
     assert ticket.conversation is not None and ticket.conversation["reply_kind"] == "teams.post"  # later news too
+
+
+async def test_a_critical_reply_in_a_ticket_thread_pages_even_without_a_mention(world: World) -> None:
+    # Replies in a ticket's channel thread reach the bot without a mention (resource-specific consent)
+    # and are comments; a critical one is a request of its own, which pages.
+    url = world.connector.service_url
+    root = channel_mention(url, "need excel installed on my laptop")
+    assert (await world.post(root)).status == 200
+    critical = channel_reply(url, "ransomware note on my screen, files renamed .locked", root_id=root["id"])
+    assert (await world.post(critical)).status == 200
+    first, second = await world.tickets()
+    assert first.route == "msp" and second.route == "page"
+    await world.pd.wait_for_requests(1, timeout=5)
+    chatter = channel_reply(url, "ransomware note on my screen, files renamed .locked", root_id="1726133700000")
+    assert (await world.post(chatter)).status == 200 and await world.count(Ticket) == 2  # no ticket there: not ours
 
 
 async def test_a_retried_comment_command_is_added_once(world: World) -> None:

@@ -182,7 +182,7 @@ async def test_a_message_in_the_thread_becomes_a_redacted_comment_once(env: Env)
     message = ThreadMessage(platform="slack", event_id="EvComment", user_id=EMPLOYEE.user_id,
                             channel_id=EMPLOYEE.channel_id, thread_ref=thread, user_name="alex",
                             text="new token ghp_abcdefghijklmnopqrstuvwxyz0123456789 does not help")
-    assert await env.tickets.comment(message) is True
+    assert await env.tickets.comment(message) == "comment"
     [comment] = await events(env.sm, key)
     assert (comment.kind, comment.text) == ("comment", "new token [redacted:github-token] does not help")
     added = await rows(env.sm, key)
@@ -192,11 +192,11 @@ async def test_a_message_in_the_thread_becomes_a_redacted_comment_once(env: Env)
     assert added[-1].kind == "slack.post" and added[-1].payload["thread_ts"] == thread
     assert added[-1].payload["text"].startswith(f"Added to {key} and sent to the service desk (MSP).")
     assert "a GitHub token" in added[-1].payload["text"], "the author is told to rotate what they pasted"
-    assert await env.tickets.comment(message) is True, "a platform retry is absorbed"
+    assert await env.tickets.comment(message) == "comment", "a platform retry is absorbed"
     assert len(await rows(env.sm, key)) == before + 2 and len(await events(env.sm, key)) == 1
     elsewhere = ThreadMessage(platform="slack", event_id="EvNew", user_id=EMPLOYEE.user_id,
                               channel_id=EMPLOYEE.channel_id, thread_ref="999.000", text="new problem")
-    assert await env.tickets.comment(elsewhere) is False
+    assert await env.tickets.comment(elsewhere) == "no-ticket"
     assert "EvNew" not in await inbound(env.sm, "slack"), "left for intake to take as a new request"
 
 
