@@ -139,9 +139,9 @@ class SigningKeys:
                                              and not jwks_uri.startswith("https://")):
             raise ValueError("jwks_uri missing or not https")
         data = await self._get_json(jwks_uri)
-        entries = data.get("keys") if isinstance(data, dict) else None
+        entries = data.get("keys")
         if not isinstance(entries, list):
-            raise ValueError("the key set has no list of keys")
+            raise TypeError("the key set has no list of keys")
         keys: dict[str, PublicKey] = {}
         for jwk in entries:
             if not isinstance(jwk, dict):
