@@ -158,7 +158,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
                                            access=access).command())
             ticket_life = Tickets(sessionmaker=sessionmaker, clock=clock, access=access, on_commit=worker.wake,
                                   options=TicketOptions(max_comment_chars=settings.server.max_message_chars),
-                                  critical=intake.is_critical)
+                                  critical=intake.is_critical, sla_due=intake.sla_due_from)
             for command in ticket_life.commands():
                 commands.register(command)
             commands.register(Report(sessionmaker=sessionmaker, clock=clock, access=access,

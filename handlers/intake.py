@@ -221,8 +221,12 @@ class Intake:
 
     def _sla_due(self, decision: Decision, now: datetime) -> datetime | None:
         """When the MSP's first response is due (business hours), for ``msp`` tickets when an SLA is set."""
+        return self.sla_due_from(now) if decision.route == "msp" else None
+
+    def sla_due_from(self, now: datetime) -> datetime | None:
+        """When the MSP's first response to an MSP ticket (re)opened at ``now`` is due; None without an SLA."""
         opts = self._options
-        if decision.route != "msp" or opts.calendar is None or opts.sla_first_response is None:
+        if opts.calendar is None or opts.sla_first_response is None:
             return None
         return opts.calendar.add_business_time(now, opts.sla_first_response)
 

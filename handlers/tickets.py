@@ -22,6 +22,7 @@ from handlers.notify import requester_row
 from handlers.ports import Actor, ThreadMessage, ThreadOutcome
 from handlers.replies import secret_warning
 from handlers.rules_access import AdminAccess
+from handlers.sla import SLA_KIND
 from handlers.text_input import redact_clipped
 from handlers.ticket_views import STATUS_LABEL, render_list, render_ticket, when
 from storage import service, tickets
@@ -102,10 +103,14 @@ class Tickets:
         options: TicketOptions = TicketOptions(),
         on_commit: Callable[[], None] = lambda: None,
         critical: Callable[[ThreadMessage], bool] | None = None,
+        sla_due: Callable[[datetime], datetime | None] | None = None,
     ) -> None:
         """``critical``: whether a thread message would page as a request of its own
-        (:meth:`handlers.intake.Intake.is_critical`); such a message is not taken as a comment."""
+        (:meth:`handlers.intake.Intake.is_critical`); such a message is not taken as a comment.
+        ``sla_due``: when the MSP's first response to a ticket reopened at a time is due
+        (:meth:`handlers.intake.Intake.sla_due_from`), so that reopening restarts the SLA watchdog."""
         self._critical = critical
+        self._sla_due = sla_due
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._access = access
@@ -213,6 +218,8 @@ class Tickets:
             if not mine:
                 rows.append(self._tell_requester(ticket, f"{key} was {past} by {name}{said}",
                                                  key=f"ticket-event:{event.id}:requester"))
+            if not closing:
+                await self._restart_sla(session, ticket, now, key=f"sla:{ticket_id}:reopened:{event.id}")
             await tickets.enqueue_once(session=session, rows=rows, now=now, ticket_id=ticket_id)
             where = forwarded_to(ticket)
         self._on_commit()
@@ -248,6 +255,17 @@ class Tickets:
             key = ticket.key
         self._on_commit()
         return CommandReply(answer, ticket=key)
+
+    async def _restart_sla(self, session: AsyncSession, ticket: Ticket, now: datetime, *, key: str) -> None:
+        """A reopened MSP ticket the MSP never answered is watched again: its check may have found it
+        closed and ended, and nothing else would escalate it."""
+        due = self._sla_due(now) if self._sla_due is not None else None
+        if due is None or ticket.route != "msp" or ticket.first_response_at is not None \
+                or ticket.sla_breached_at is not None:
+            return
+        ticket.sla_due_at = due
+        await tickets.enqueue_once(session=session, rows=[(SLA_KIND, {"ticket_id": ticket.id}, key)], now=now,
+                                   ticket_id=ticket.id, due=due)
 
     async def comment(self, message: ThreadMessage) -> ThreadOutcome:
         """:class:`~handlers.ports.ThreadComments`: a message in a ticket's thread becomes a comment.

@@ -199,3 +199,24 @@ async def test_the_msp_s_ticket_number_from_its_answer_is_the_ticket_s_and_goes_
         await session.execute(update(Ticket).values(remote_id="T-from-callback"))
         await bulk.learn_remote_ids(session=session, pairs=[(ticket_id_from_key(key), "T-late-answer")])
     assert (await ticket(env.sm, key)).remote_id == "T-from-callback"
+
+
+async def test_a_ticket_closed_before_its_check_and_reopened_after_is_watched_again(env: Env) -> None:
+    from handlers.tickets import Tickets
+    from tests.ticket_env import EMPLOYEE
+
+    key = await opened_at(env, datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # Mon 10:00 Berlin: due 13:00 UTC
+    life = Tickets(sessionmaker=env.sm, clock=env.clock, sla_due=env.intake.sla_due_from)
+    env.clock.now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    await life.close(EMPLOYEE, f"{key} wrong button")
+    await env.run_at(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))  # the check finds it closed and ends
+    env.clock.now = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+    await life.reopen(EMPLOYEE, f"{key} still broken")
+    restarted = (await ticket(env.sm, key)).sla_due_at
+    assert restarted == datetime(2026, 3, 3, 7, 30, tzinfo=UTC)  # 4 business hours from 14:30 Berlin: Tue 08:30
+    await env.run_at(restarted - timedelta(minutes=1))
+    assert await env.escalations(key) == []
+    await env.run_at(restarted)
+    await env.worker.run_once()
+    assert (await ticket(env.sm, key)).sla_breached_at == restarted
+    assert sorted(await env.escalations(key)) == ["admin.alert", "internal", "msp", "slack.post"]
