@@ -110,7 +110,7 @@ def _database_problem(url: str) -> str | None:
     from storage import db
 
     try:
-        db.upgrade_sync(url)
+        asyncio.run(db.upgrade(url))  # one query when at head: Alembic (~10 MB for good) only when not
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the fix is the URL or the server
         try:
             shown = _safe_url(url)

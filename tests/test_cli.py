@@ -115,7 +115,7 @@ def test_chat_runs_handoff_commands(env: Path, monkeypatch: pytest.MonkeyPatch, 
 
 @pytest.mark.parametrize(("url", "said"), [
     ("postgresql://nobody@127.0.0.1:1/x", "ConnectionRefusedError"),  # nothing listens on port 1
-    ("/tmp/handoff.db", "Could not parse"),  # no scheme
+    ("/tmp/handoff.db", "not a database URL"),  # no scheme
 ])
 def test_an_unusable_database_url_is_a_message_not_a_traceback(
         env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, said: str) -> None:
@@ -125,6 +125,18 @@ def test_an_unusable_database_url_is_a_message_not_a_traceback(
         err = capsys.readouterr().err
         assert err.startswith("handoff: cannot open the database") and "HANDOFF_DATABASE_URL" in err and said in err
         assert "Traceback" not in err
+
+
+def test_the_database_check_loads_no_alembic_when_at_head(env: Path) -> None:
+    # Alembic, with Mako and Pygments, stays in a process's memory (~10 MB): only load it to migrate.
+    import os
+
+    assert main(["db", "upgrade"]) == 0
+    probe = "import sys; from bot.cli import main; main(['outbox']); print('alembic' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def _handoff(*args: str, env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
