@@ -33,8 +33,9 @@ from handlers.ports import GroupDirectory, GroupLookupError
 log = logging.getLogger(__name__)
 
 _SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
-#: Seconds a person's Slack name is reused.
+#: Seconds a person's Slack name is reused, and before a failed lookup is tried again.
 NAME_TTL = 3600.0
+NAME_RETRY = 300.0
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 #: Scope of an app-only Microsoft Graph token (the app's consented application permissions).
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -81,8 +82,9 @@ class SlackGroupDirectory:
             return hit[1]
         try:
             user = (await self._call("users.info", {"user": user_id})).get("user")
-        except GroupLookupError as exc:
+        except GroupLookupError as exc:  # not found, rate limited, Slack down: no name for a while
             log.info("requester name of %s unknown: %s", user_id, exc)
+            self._names[user_id] = (now - NAME_TTL + NAME_RETRY, "")
             return None
         profile = user.get("profile") if isinstance(user, Mapping) else None
         names = [profile.get(k) for k in ("real_name", "display_name")] if isinstance(profile, Mapping) else []
