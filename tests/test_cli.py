@@ -133,14 +133,14 @@ def test_the_database_check_loads_no_alembic_when_at_head(env: Path) -> None:
 
     assert main(["db", "upgrade"]) == 0
     probe = "import sys; from bot.cli import main; main(['outbox']); print('alembic' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+    result = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=REPO,
                             env=dict(os.environ), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def _handoff(*args: str, env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], check=False, capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=60, **kw)  # type: ignore[call-overload,no-any-return]
 
 
@@ -166,7 +166,7 @@ def test_output_into_a_closed_pipe_ends_quietly(env: Path) -> None:
     head = subprocess.Popen(["head", "-n", "1"], stdin=read, stdout=subprocess.PIPE, text=True)
     os.close(read)
     with os.fdopen(write, "w") as into_head:  # `handoff classify --jsonl | head -n 1`
-        result = subprocess.run([sys.executable, "-m", "bot.cli", "classify", "--jsonl"], input=lines,
+        result = subprocess.run([sys.executable, "-m", "bot.cli", "classify", "--jsonl"], check=False, input=lines,
                                 stdout=into_head, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
     first = head.communicate(timeout=30)[0]
     assert json.loads(first)["id"] == 0
