@@ -24,7 +24,7 @@ import functools
 import random
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import re2
 
@@ -128,14 +128,32 @@ def _common_texts() -> tuple[tuple[str, str], ...]:
     return tuple((_runs("ab", rng), _runs("abcdefghijklmnopqrstuvwxyz0123456789 .-_%", rng)) for _ in range(4))
 
 
-def _probe_texts(pattern: str, rng: random.Random, round_: int) -> list[str]:
-    """Four hostile 10 kB messages for ``pattern``, other ones each round: random runs of its own
-    literal characters, of ``a``/``b`` (the classic state blow-up), of letters, digits and
-    punctuation, and of its own words (every trigger of a proximity pattern, over and over)."""
-    chars = "".join(sorted({c for c in pattern if c not in _META and c.isprintable()})) or "a"
-    words = re.findall(r"[A-Za-z0-9]{2,}", pattern) or ["a"]
+def _probe_texts(source: Sequence[str], rng: random.Random, round_: int) -> list[str]:
+    """Four hostile 10 kB messages for the patterns of ``source``, other ones each round: random runs
+    of their own literal characters, of ``a``/``b`` (the classic state blow-up), of letters, digits
+    and punctuation, and of their own words (every trigger of a proximity pattern, over and over)."""
+    chars = "".join(sorted({c for p in source for c in p if c not in _META and c.isprintable()})) or "a"
+    words = [w for p in source for w in re.findall(r"[A-Za-z0-9]{2,}", p)] or ["a"]
     ab, mixed = _common_texts()[round_]
     return [_runs(chars, rng), ab, mixed, " ".join(rng.choices(words, k=PROBE_CHARS // 3))[:PROBE_CHARS]]
+
+
+def _fresh_cost(scan: Callable[[str], object], source: Sequence[str]) -> float:
+    """Milliseconds of thread CPU ``scan`` takes on the costliest kind of :func:`_probe_texts` of
+    ``source`` it has not seen before: warmed on two rounds, then the cheaper of two fresh messages of
+    each kind. Deterministic inputs (fixed seed)."""
+    rng = random.Random(20261128)
+
+    def cost(text: str) -> float:
+        started = time.thread_time_ns()
+        scan(text)
+        return (time.thread_time_ns() - started) / 1e6
+
+    for round_ in range(2):
+        for text in _probe_texts(source, rng, round_):
+            cost(text)
+    first, second = _probe_texts(source, rng, 2), _probe_texts(source, rng, 3)
+    return max(min(cost(a), cost(b)) for a, b in zip(first, second))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -156,23 +174,13 @@ def _probe_again(pattern: str) -> float:
     each kind, the cheaper of two fresh messages, and returns the costliest kind (thread CPU time, so
     other processes on the machine do not count). Deterministic inputs (fixed seed); cached by pattern.
     """
-    rng = random.Random(20261128)
-    rset = re2.Set.SearchSet(re2_options())
-    rset.Add(pattern)
-    rset.Compile()
-    rx = compile_regex(pattern)
+    rset, rx = regex_set([pattern]), compile_regex(pattern)
 
-    def cost(text: str) -> float:
-        started = time.thread_time_ns()
+    def scan(text: str) -> None:
         rset.Match(text)
         rx.search(text)
-        return (time.thread_time_ns() - started) / 1e6
 
-    for round_ in range(2):
-        for text in _probe_texts(pattern, rng, round_):
-            cost(text)
-    first, second = _probe_texts(pattern, rng, 2), _probe_texts(pattern, rng, 3)
-    return max(min(cost(a), cost(b)) for a, b in zip(first, second))
+    return _fresh_cost(scan, [pattern])
 
 
 def check_regex_cost(pattern: str) -> str | None:
@@ -194,31 +202,9 @@ def check_regex_cost(pattern: str) -> str | None:
 
 
 def _set_probe_ms(patterns: tuple[str, ...], source: tuple[str, ...]) -> float:
-    """:func:`_probe_again` for the RE2 set of ``patterns`` as the engine scans it: hostile texts made of
-    the characters and words of ``source`` (the same texts for the sets compared), fresh ones measured
-    after two warm-up rounds."""
-    rng = random.Random(20261128)
-    rset = re2.Set.SearchSet(re2_options())
-    for pattern in patterns:
-        rset.Add(pattern)
-    rset.Compile()
-    chars = "".join(sorted({c for p in source for c in p if c not in _META and c.isprintable()})) or "a"
-    words = [w for p in source for w in re.findall(r"[A-Za-z0-9]{2,}", p)] or ["a"]
-
-    def texts(round_: int) -> list[str]:
-        ab, mixed = _common_texts()[round_]
-        return [_runs(chars, rng), ab, mixed, " ".join(rng.choices(words, k=PROBE_CHARS // 3))[:PROBE_CHARS]]
-
-    def cost(text: str) -> float:
-        started = time.thread_time_ns()
-        rset.Match(text)
-        return (time.thread_time_ns() - started) / 1e6
-
-    for round_ in range(2):
-        for text in texts(round_):
-            cost(text)
-    first, second = texts(2), texts(3)
-    return max(min(cost(a), cost(b)) for a, b in zip(first, second))
+    """:func:`_probe_again` for the RE2 set of ``patterns`` as the engine scans it, on hostile texts
+    made of ``source`` (the same texts for the sets compared)."""
+    return _fresh_cost(regex_set(patterns).Match, source)  # validated sets: within the limits
 
 
 def check_added_cost(live: Iterable[str], added: Iterable[str]) -> str | None:
