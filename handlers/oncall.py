@@ -19,9 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handlers.commands import Actor, Command, CommandReply
 from handlers.incidents import ONCALL_ONLY, IncidentActions, may_act_on_pages, when
 from handlers.oncall_time import EXAMPLES, parse_when
-from handlers.paging import PAGER_NAMES, PagingOptions, Roster, describe_person, ref_of
+from handlers.paging import (
+    PAGER_NAMES,
+    PagingOptions,
+    Roster,
+    describe_person,
+    ref_of,
+    unstaffed,
+)
 from handlers.paging_group import describe_key
-from handlers.paging_storm import unstaffed
 from handlers.rules_access import AdminAccess, admin_or_audited_refusal, audit_text
 from routing.oncall import find_person
 from storage import incidents as store

@@ -194,3 +194,9 @@ def _row(kind: str, payload: dict[str, Any], key: str) -> Row:
 
 def describe_person(person: Person | None) -> str:
     return person.name if person is not None else "nobody"
+
+
+def unstaffed(incident: Incident) -> bool:
+    """Whether the chat pager's last step reached nobody (no rotation, no on-call channel): see
+    :meth:`handlers.paging_escalation.Escalation.step`, which records it."""
+    return incident.pager == "chat" and bool(incident.detail.get("unstaffed"))

@@ -21,7 +21,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.paging import PagingOptions, Row, channel_rows, page_text, pager_row
+from handlers.paging import (
+    PagingOptions,
+    Row,
+    channel_rows,
+    page_text,
+    pager_row,
+    unstaffed,
+)
 from handlers.paging_escalation import Escalation
 from handlers.paging_group import group_key
 from routing.model import Decision
@@ -216,8 +223,3 @@ class StormControl:
                 "been paged several times this hour for similar reports, so this one was passed to the on-call team "
                 "without paging again; it is not lost.")
         return PageOutcome(incident.id, "held", lead, rows=rows, note=f"HELD ({cap})")
-
-
-def unstaffed(incident: Incident) -> bool:
-    """Whether the chat pager's last step reached nobody: no rotation and no on-call channel."""
-    return incident.pager == "chat" and bool(incident.detail.get("unstaffed"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from handlers.paging import unstaffed
 from storage.models import Incident, Ticket, TicketEvent
 from storage.tickets import DeliveryFact
 
@@ -131,7 +132,7 @@ def _fact_time(fact: DeliveryFact) -> datetime:
 def render_incident(incident: Incident) -> list[tuple[datetime, str]]:
     """History lines from the incident a page-route ticket belongs to."""
     lines: list[tuple[datetime, str]] = []
-    if incident.pager == "chat" and incident.detail.get("unstaffed"):
+    if unstaffed(incident):
         alerted = f"nobody on call: the in-house IT channel and the admins were alerted (incident {incident.id})"
         lines.append((incident.created_at, alerted))
     elif incident.pager == "chat":
