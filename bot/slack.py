@@ -148,11 +148,9 @@ class SlackEdge:
         and comes again."""
         if response.status != 200 or response.body != _AUTH_FAILED:
             return response
-        self.metrics.rejected.labels(platform="slack", status="503").inc()
         log.error("slack request not processed: auth.test failed (see handoff.slack_bolt above; check "
                   "SLACK_BOT_TOKEN if it says invalid_auth); answering 503 so Slack retries")
-        return BoltResponse(status=503, body=json.dumps({"ok": False, "error": "temporarily unavailable"}),
-                            headers={"content-type": "application/json", "retry-after": "1"})
+        return self._unavailable()
 
     def _fresh(self, timestamp: str) -> bool:
         try:
@@ -258,6 +256,10 @@ class SlackEdge:
             return BoltResponse(status=400, body=json.dumps({"ok": False, "error": "body slack-bolt cannot read"}),
                                 headers={"content-type": "application/json"})
         log.error("slack listener failed (%s); answering 503 so Slack retries", type(error).__name__, exc_info=error)
+        return self._unavailable()
+
+    def _unavailable(self) -> BoltResponse:
+        """The 503 with Retry-After that makes Slack send the request again (counted)."""
         self.metrics.rejected.labels(platform="slack", status="503").inc()
         return BoltResponse(status=503, body=json.dumps({"ok": False, "error": "temporarily unavailable"}),
                             headers={"content-type": "application/json", "retry-after": "1"})
