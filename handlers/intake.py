@@ -34,6 +34,7 @@ from handlers.text_input import TRUNCATED, clean_name, clean_text, redact_clippe
 from routing.calendar import BusinessCalendar
 from routing.engine import classify_safely
 from routing.model import Decision, Message
+from routing.redact import Redaction
 from storage import bulk
 from storage.models import ticket_key
 
@@ -147,15 +148,19 @@ class Intake:
 
     def is_critical(self, message: ThreadMessage) -> bool:
         """Whether ``message`` (written in a ticket's thread) would page as a request of its own."""
-        text = redact_clipped(clean_text(message.text).strip(), self._options.max_message_chars).text
-        decision = classify_safely(self._rules.classifier, Message(
-            text=text, platform=message.platform, user_id=message.user_id, channel_id=message.channel_id,
-            channel_type="channel", at=self._clock()))
-        return decision.route == "page"
+        inbound = Inbound(platform=message.platform, event_id=message.event_id, text=message.text,
+                          user_id=message.user_id, channel_id=message.channel_id, channel_type="channel")
+        return self._decide(_cleaned(inbound))[1].route == "page"
 
     def _prepare(self, inbound: Inbound) -> _Prepared:
         started = time.perf_counter()
         inbound = _cleaned(inbound)
+        redaction, decision = self._decide(inbound)
+        return _Prepared(inbound, redaction.text, redaction.kinds, decision, uuid.uuid4().hex[:12],
+                         time.perf_counter() - started)
+
+    def _decide(self, inbound: Inbound) -> tuple[Redaction, Decision]:
+        """The redacted text of a cleaned request and its routing decision."""
         # Redact the whole text, then clip: a secret at the cut is still recognised whole.
         redaction = redact_clipped(inbound.text.strip(), self._options.max_message_chars)
         message = Message(
@@ -163,9 +168,7 @@ class Intake:
             channel_id=inbound.channel_id, user_groups=inbound.user_groups, channel_type=inbound.channel_type,
             at=self._clock(),
         )
-        decision = classify_safely(self._rules.classifier, message)
-        return _Prepared(inbound, redaction.text, redaction.kinds, decision, uuid.uuid4().hex[:12],
-                         time.perf_counter() - started)
+        return redaction, classify_safely(self._rules.classifier, message)
 
     async def _write(self, batch: Sequence[_Prepared]) -> list[IntakeResult]:
         """One transaction for a batch: event ids, tickets, incidents (storm control), outbox rows."""
