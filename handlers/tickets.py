@@ -276,12 +276,13 @@ class Tickets:
         """
         text = message.text.strip()
         now = self._clock()
+        critical = self._critical is not None and self._critical(message)  # CPU: not while holding the lock
         async with self._sessionmaker.begin() as session:
             ticket = await tickets.ticket_in_thread(session=session, platform=message.platform,
                                                     channel_id=message.channel_id, thread_ref=message.thread_ref)
             if ticket is None:
                 return "no-ticket"
-            if self._critical is not None and self._critical(message):
+            if critical:
                 return "request"
             if not text or not await service.record_inbound(session=session, platform=message.platform,
                                                                event_id=message.event_id, now=now):
