@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
@@ -24,62 +28,65 @@ from tests.helpers import (
 APP_TOKEN = "xapp-1-A111-1111-fake"
 
 
-async def test_socket_mode_events_and_commands(tmp_path: object) -> None:
-    db_url = f"sqlite:///{tmp_path}/socket.db"
+@dataclass
+class World:
+    slack: FakeSlackSocketMode
+    msp: FakeMsp
+    app: web.Application
+
+    async def tickets(self) -> int:
+        async with self.app[CORE].sessionmaker() as session:
+            return int((await session.execute(select(func.count()).select_from(Ticket))).scalar_one())
+
+
+@pytest.fixture
+async def world(tmp_path: object) -> AsyncIterator[World]:
+    """The app in Socket Mode, connected to the fake Slack (no HTTP endpoint is used), and a fake MSP."""
     async with FakeSlackSocketMode(token=BOT_TOKEN, app_token=APP_TOKEN) as slack, FakeMsp() as msp:
         settings = make_settings(
-            db_url, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN,
-            SLACK_API_URL=slack.api_base, HANDOFF_MSP_URL=msp.tickets_url,
+            f"sqlite:///{tmp_path}/socket.db", SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=slack.api_base, HANDOFF_MSP_URL=msp.tickets_url,
         )
         settings.delivery.poll_interval_seconds = 0.05
         app = create_app(settings)
         async with TestClient(TestServer(app)):
             await slack.wait_connected()
-            opened = slack.calls("apps.connections.open")
-            assert opened and opened[0].header("Authorization") == f"Bearer {APP_TOKEN}"
-
-            body = json.loads(event_body("outlook keeps crashing", event_id="EvSock1"))
-            envelope = await slack.send_envelope("events_api", body)
-            assert (await slack.wait_ack(envelope))["envelope_id"] == envelope
-            [request] = await msp.wait_for_requests(1, timeout=5)
-            assert request.json["text"] == "outlook keeps crashing"
-            post = (await eventually(lambda: slack.posts_to("D0DM")))[0]
-            assert request.json["id"] in post["text"]
-
-            # Slack redelivers an unacknowledged envelope: same event id, still one ticket.
-            again = await slack.send_envelope("events_api", body, retry_attempt=1)
-            await slack.wait_ack(again)
-
-            form = dict(pair.split("=", 1) for pair in command_body("printer jammed").split("&"))
-            from urllib.parse import unquote_plus
-            command = {k: unquote_plus(v) for k, v in form.items()}
-            cmd_envelope = await slack.send_envelope("slash_commands", command)
-            ack = await slack.wait_ack(cmd_envelope)
-            assert "IT-" in ack["payload"]["text"]
-
-            core = app[CORE]
-            async with core.sessionmaker() as session:
-                count = (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
-            assert count == 2
+            yield World(slack, msp, app)
 
 
-async def test_socket_mode_leaves_an_envelope_unacknowledged_when_auth_test_fails(tmp_path: object) -> None:
-    db_url = f"sqlite:///{tmp_path}/socket.db"
-    async with FakeSlackSocketMode(token=BOT_TOKEN, app_token=APP_TOKEN) as slack, FakeMsp() as msp:
-        settings = make_settings(
-            db_url, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN,
-            SLACK_API_URL=slack.api_base, HANDOFF_MSP_URL=msp.tickets_url,
-        )
-        app = create_app(settings)
-        async with TestClient(TestServer(app)):
-            await slack.wait_connected()
-            slack.error_next("internal_error", 1)  # bolt's auth.test on the first envelope
-            body = json.loads(event_body("outlook keeps crashing", event_id="EvSockAuth"))
-            first = await slack.send_envelope("events_api", body)
-            await eventually(lambda: slack.calls("auth.test"))
-            with pytest.raises(TimeoutError):  # not acknowledged: Slack sends it again
-                await slack.wait_ack(first, timeout=1.0)
-            again = await slack.send_envelope("events_api", body, retry_attempt=1)
-            await slack.wait_ack(again)
-            async with app[CORE].sessionmaker() as session:
-                assert (await session.execute(select(func.count()).select_from(Ticket))).scalar_one() == 1
+async def test_socket_mode_events_and_commands(world: World) -> None:
+    slack, msp = world.slack, world.msp
+    opened = slack.calls("apps.connections.open")
+    assert opened and opened[0].header("Authorization") == f"Bearer {APP_TOKEN}"
+
+    body = json.loads(event_body("outlook keeps crashing", event_id="EvSock1"))
+    envelope = await slack.send_envelope("events_api", body)
+    assert (await slack.wait_ack(envelope))["envelope_id"] == envelope
+    [request] = await msp.wait_for_requests(1, timeout=5)
+    assert request.json["text"] == "outlook keeps crashing"
+    post = (await eventually(lambda: slack.posts_to("D0DM")))[0]
+    assert request.json["id"] in post["text"]
+
+    # Slack redelivers an unacknowledged envelope: same event id, still one ticket.
+    again = await slack.send_envelope("events_api", body, retry_attempt=1)
+    await slack.wait_ack(again)
+
+    form = dict(pair.split("=", 1) for pair in command_body("printer jammed").split("&"))
+    command = {k: unquote_plus(v) for k, v in form.items()}
+    cmd_envelope = await slack.send_envelope("slash_commands", command)
+    ack = await slack.wait_ack(cmd_envelope)
+    assert "IT-" in ack["payload"]["text"]
+    assert await world.tickets() == 2
+
+
+async def test_socket_mode_leaves_an_envelope_unacknowledged_when_auth_test_fails(world: World) -> None:
+    slack = world.slack
+    slack.error_next("internal_error", 1)  # bolt's auth.test on the first envelope
+    body = json.loads(event_body("outlook keeps crashing", event_id="EvSockAuth"))
+    first = await slack.send_envelope("events_api", body)
+    await eventually(lambda: slack.calls("auth.test"))
+    with pytest.raises(TimeoutError):  # not acknowledged: Slack sends it again
+        await slack.wait_ack(first, timeout=1.0)
+    again = await slack.send_envelope("events_api", body, retry_attempt=1)
+    await slack.wait_ack(again)
+    assert await world.tickets() == 1
