@@ -353,7 +353,14 @@ async def test_health_and_metrics(world: World) -> None:
     await world.msp.wait_for_requests(1, timeout=5)
     await world.post_event(event_body("ransomware note on my screen, files renamed .locked", event_id="EvP"))
     await world.post_event(event_body("ransomware note on my screen, files renamed .locked", event_id="EvP"))
-    text = await (await world.client.get("/metrics")).text()
+
+    async def metrics() -> str:
+        return await (await world.client.get("/metrics")).text()
+
+    # The MSP has the request before the worker has recorded its outcome (and the delivery histogram).
+    deadline = time.monotonic() + 5
+    while "handoff_delivery_seconds_bucket" not in (text := await metrics()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     assert 'handoff_requests_total{platform="slack",route="msp"} 1.0' in text
     assert 'handoff_requests_total{platform="slack",route="page"} 1.0' in text
     assert 'handoff_duplicate_events_total{platform="slack"} 1.0' in text
