@@ -544,6 +544,40 @@ PAGE_CHAT = [
     "carriers are waiting at the loading bay, shipping labels won't print",
     "mail flow has stopped for the entire organisation",
     "the EHR is down across the hospital, doctors aren't getting lab results",
+    # found USB stick / download / attachment, then something runs by itself
+    "plugged in a usb drive someone left in the lobby and now command prompt windows keep opening",
+    "opened the attachment from 'accounts' and now powershell windows are flashing on my screen",
+    # someone who must not be there, in an admin panel, acting
+    "an ex employee got into the admin portal last night and is deleting user accounts",
+    "a pupil logged into the school's grade book as a teacher and is changing marks",
+    # several machines at once, an encrypted share, a stranger RDP'd in, an account someone else holds
+    "defender alerts on 9 laptops at the same time, all the same file",
+    "the finance share encrypted overnight and more folders are getting hit",
+    "somebody is rdp'd into the HR server and nobody from IT is logged in",
+    "someone has my login, I'm getting sign in codes I never asked for",
+    "someone is in our azure tenant creating VMs we never asked for",
+    "I put my password into that 'parcel delivery' page and then I realised it wasn't DHL",
+    # outages: no power in the comms room, the link between sites, campus-wide, "system not responding"
+    "UPS in the network closet is on battery, power out on the whole floor",
+    "lost connection between the two sites, the plant can't reach the ERP",
+    "the LMS is down campus-wide, 1200 students can't log in",
+    "the pharmacy dispensing system is not responding at all",
+    "o sistema de pagamentos caiu em todas as lojas",
+    "brak prądu w serwerowni, wszystko padło",
+    "alguien entró en mi cuenta y envía correos a mis clientes",
+    # a privileged change nobody on our side made
+    "the azure activity log shows 30 VMs created in brazil south overnight, none of us did that",
+    "conditional access policies were disabled at 3am and there's no change ticket for it",
+    "all our jamf devices got a wipe command this morning and nobody on the team triggered it",
+    # destruction while someone watches
+    "files in the projects folder are being deleted right now, I can see them vanish",
+    "the snapshots are disappearing one by one in the storage console",
+    # the symptom with the scope in other words
+    "the booking tool is not loading for anyone in the clinic",
+    "internet and phones both out at the Leeds branch",
+    "the shop's card payments fail for every customer since 10",
+    "la rete è giù in tutto il magazzino",
+    "le wifi est tombé pour tout le monde au siège",
 ]
 
 # -- in-house vocabulary that chat uses for non-emergencies -----------------------------------------------
@@ -653,6 +687,20 @@ NEVER_PAGE_CHAT = [
     "my colleague changed the signature on the shared mailbox while he was on holiday, is that ok?",
     "nobody stopped by to fix my monitor",
     "the old fax system is dead, can we remove it?",
+    "can I plug a usb drive into my laptop to copy photos?",
+    "I downloaded the new VPN installer and a setup wizard window keeps popping up",
+    "can a former employee still have access to the admin portal? please check",
+    "our AV licence renews at the same time as the firewall one, can you merge the invoices?",
+    "is the shared drive encrypted at rest?",
+    "the POS tablet at till 3 is frozen, the others are fine",
+    "the 2019 employees handbook link is broken",
+    "I typed my password wrong three times before I realised caps lock was on",
+    "I deleted the old test VMs in azure, none of us use them anymore",
+    "can we change the firewall rules next week? nobody on the team has time now",
+    "my old emails are disappearing from my inbox, is there an archive rule?",
+    "we are deleting the old backups as part of the retention cleanup, fyi",
+    "someone from Microsoft called wanting remote access to my PC, I hung up and gave him nothing",
+    "the EDR agent is out of date on 25 laptops",
 ]
 
 
@@ -786,7 +834,7 @@ def test_there_are_enough_phrasings() -> None:
 def test_shape(policy: dict[str, Any]) -> None:
     rules = policy["rules"]
     queues = {q["name"]: q["route"] for q in policy["queues"]}
-    assert len(rules) < 60, "keep the default policy readable"
+    assert len(rules) <= 64, "keep the default policy readable: one rule per concept, words go into groups"
     assert rules[-1]["id"] == "default" and rules[-1]["route"] == "msp" and "when" not in rules[-1]
     for r in rules:
         assert r.get("description"), f"{r['id']} says why it exists"
