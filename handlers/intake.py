@@ -30,11 +30,11 @@ from handlers.ports import ThreadMessage
 from handlers.replies import Reply, intake_reply, slack_blocks
 from handlers.rules_state import ActiveRules
 from handlers.sla import check_row
-from handlers.text_input import TRUNCATED, clean_name, clean_text, redact_clipped
+from handlers.text_input import TRUNCATED, clean_name, clean_text, clipped
 from routing.calendar import BusinessCalendar
 from routing.engine import classify_safely
 from routing.model import Decision, Message
-from routing.redact import Redaction
+from routing.redact import Redaction, redact
 from storage import bulk
 from storage.models import ticket_key
 
@@ -160,11 +160,18 @@ class Intake:
                          time.perf_counter() - started)
 
     def _decide(self, inbound: Inbound) -> tuple[Redaction, Decision]:
-        """The redacted text of a cleaned request and its routing decision."""
+        """The redacted text of a cleaned request, clipped for storage, and its routing decision.
+
+        The whole redacted text is classified, not the clipped one: a long paste (a log, a mail
+        thread) that ends with "ransomware note on my screen" must page, not go to the MSP because
+        the words that matter were cut off. The decision's ``why`` names them. (The edge's body
+        limit bounds the work; every regex is held to 1 ms per 10 kB, see routing/regexes.py.)
+        """
         # Redact the whole text, then clip: a secret at the cut is still recognised whole.
-        redaction = redact_clipped(inbound.text.strip(), self._options.max_message_chars)
+        whole = redact(clean_text(inbound.text.strip()))
+        redaction = clipped(whole, self._options.max_message_chars)
         message = Message(
-            text=redaction.text, platform=inbound.platform, user_id=inbound.user_id,
+            text=whole.text, platform=inbound.platform, user_id=inbound.user_id,
             channel_id=inbound.channel_id, user_groups=inbound.user_groups, channel_type=inbound.channel_type,
             at=self._clock(),
         )

@@ -104,7 +104,11 @@ def redact_clipped(text: str, limit: int) -> Redaction:
     that would be cut is dropped entirely (the cut moves before it). The work is bounded by the
     request body limit of the edge.
     """
-    red = redact(clean_text(text))
+    return clipped(redact(clean_text(text)), limit)
+
+
+def clipped(red: Redaction, limit: int) -> Redaction:
+    """An already redacted text clipped to ``limit`` characters (plus :data:`TRUNCATED`)."""
     if len(red.text) <= limit:
         return red
     return Redaction(red.text[:clip_point(red.text, limit)] + TRUNCATED, red.kinds, red.count)

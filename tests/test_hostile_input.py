@@ -367,6 +367,17 @@ async def test_a_long_teams_message_is_a_truncated_ticket(world: World) -> None:
     assert ticket.text.endswith(TRUNCATED) and len(ticket.text) <= limit + len(TRUNCATED)
 
 
+async def test_a_long_paste_that_ends_in_an_incident_pages_and_stays_in_house(world: World) -> None:
+    """The words that matter are past the clip: the whole text is classified, the stored one clipped."""
+    limit = world.client.app[CORE].settings.server.max_message_chars
+    text = "printer log: " + "paper jam tray 2 cleared; " * (limit // 26 + 20) + \
+        "and now a ransomware note is on my screen, files renamed .locked"
+    assert (await world.teams(personal_message(world.connector.service_url, text)))[0] == 200
+    [ticket] = await world.tickets()
+    assert ticket.route == "page" and "ransomware" in ticket.why
+    assert ticket.text.endswith(TRUNCATED) and "ransomware" not in ticket.text
+
+
 async def test_a_secret_at_the_cut_is_redacted_on_every_way_in(world: World) -> None:
     limit = world.client.app[CORE].settings.server.max_message_chars
     text = "x" * (limit - 23) + f" card {CARD} was charged twice"  # the cut falls after 14 digits
