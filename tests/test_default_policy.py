@@ -578,6 +578,19 @@ PAGE_CHAT = [
     "the shop's card payments fail for every customer since 10",
     "la rete è giù in tutto il magazzino",
     "le wifi est tombé pour tout le monde au siège",
+    # symptoms rather than labels
+    "the hotel PMS is frozen, nobody at reception can check guests out",
+    "the lab system stopped sending results, it's been down for an hour",
+    "checkout success dropped to 0 in the dashboard, payments returning declined",
+    "our homepage redirects to some betting site",
+    "every folder on the NAS has a HOW_TO_DECRYPT.html file in it",
+    "an unknown box is plugged into the switch in the lobby and the IDS says it is scanning the network",
+    "I pressed approve on an MFA push by mistake and now my password doesn't work",
+    "outlook is full of undeliverable bounce backs for people I never emailed",
+    "the vcenter shows every VM powered off by an account nobody recognises",
+    "someone is dumping the orders database to an unknown ip",
+    "serwerownia: padł UPS i serwery się wyłączyły",
+    "alla kassor i butikerna fungerar inte",
 ]
 
 # -- in-house vocabulary that chat uses for non-emergencies -----------------------------------------------
@@ -701,6 +714,19 @@ NEVER_PAGE_CHAT = [
     "we are deleting the old backups as part of the retention cleanup, fyi",
     "someone from Microsoft called wanting remote access to my PC, I hung up and gave him nothing",
     "the EDR agent is out of date on 25 laptops",
+    "CAD crashed when I opened the drawing",
+    "mis archivos no funcionan en mi portátil",
+    "got a message asking how to recover deleted files",
+    "the website stopped showing my profile picture",
+    "I got an MFA prompt, it wasn't working so I used the code instead",
+    "intranet server is down, it's only the lunch menu so no rush",
+    "secondary DNS server not responding, primary is fine",
+    "hypothetically, if ransomware hit us how long would a restore take?",
+    "is it a breach if I emailed the rota to the wrong colleague?",
+    "my personal instagram got hacked, nothing to do with work",
+    "heads up: generator test on Sunday morning, expect alarms",
+    "our whole team can't print, it's out of toner",
+    "the whole internet is down on my laptop, my phone's fine on the same wifi",
 ]
 
 
