@@ -591,6 +591,18 @@ PAGE_CHAT = [
     "someone is dumping the orders database to an unknown ip",
     "serwerownia: padł UPS i serwery się wyłączyły",
     "alla kassor i butikerna fungerar inte",
+    "the shared drive is full of budget.xlsx.k3j9x style files and none of them open",
+    "CrowdStrike shows the same detection on 25 hosts, it's moving host to host",
+    "the guy on the phone said he was from the helpdesk so I gave him my password, then he hung up",
+    "clicked the 'your password is expiring' mail, typed my password and the code, then it went to a blank page",
+    "her Teams is messaging the whole team about gift cards but she's sitting right next to me with her laptop shut",
+    "Workday shows our bank accounts changed from Tom's login while he was on a flight",
+    "the card machines in all 12 stores stopped taking payments",
+    "load control is not responding at any of the outstations",
+    "the whole of the second floor has had no network since 9",
+    "the firewall cluster: both nodes down and the HA failover did not happen",
+    "someone is remote controlling the accounts PC and the cursor is typing into online banking",
+    "a man I don't know plugged a laptop into the switch in the comms cupboard and left it there",
 ]
 
 # -- in-house vocabulary that chat uses for non-emergencies -----------------------------------------------
@@ -727,6 +739,14 @@ NEVER_PAGE_CHAT = [
     "heads up: generator test on Sunday morning, expect alarms",
     "our whole team can't print, it's out of toner",
     "the whole internet is down on my laptop, my phone's fine on the same wifi",
+    "one of the two internet lines at the warehouse dropped, we're on the secondary and nobody has noticed",
+    "the secondary domain controller in Lyon is offline, primary is fine",
+    "my personal gmail got a mail saying my files are encrypted, nothing on my work laptop is affected",
+    "a competitor got hit by a DDoS, do we have DDoS protection on the web shop?",
+    "my account is compromised!! oh sorry, no, it's just telling me my password has expired",
+    "screen went blue with white text, rebooted and it's fine now, was that a virus?",
+    "I changed my bank details in Workday while on holiday, can payroll confirm they got it?",
+    "the AP mailbox gets spoofed mails from our own domain, is DMARC set up?",
 ]
 
 
