@@ -193,6 +193,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 while this replica can accept work: the database answers and its worker runs.
+
+    A receiver's outage (the MSP answering 503) leaves it ready on purpose: intake still stores
+    every request and its rows wait to be retried, and a balancer taking every replica out would
+    refuse requests instead. The outbox counts are in the body; alert on the delivery lag
+    (``handoff_outbox_oldest_pending_seconds``), not on this.
+    """
     checks: dict[str, str] = {}
     try:
         async with _core(request.app).sessionmaker() as session:
@@ -219,6 +226,7 @@ async def metrics_view(request: web.Request) -> web.Response:
         metrics.outbox_dead.set(stats.get("dead", 0))
         metrics.outbox_oldest.set(stats.get("oldest_pending_age_seconds") or 0)
         metrics.outbox_scheduled.set(stats.get("scheduled", 0))
+        metrics.outbox_retrying.set(stats.get("retrying", 0))
     except Exception:  # noqa: BLE001 - metrics still served without the DB figures
         log.warning("metrics: outbox stats unavailable")
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",

@@ -51,12 +51,15 @@ class Metrics:
         )
         self.outbox_pending = Gauge("handoff_outbox_pending", "Outbox rows waiting for delivery", registry=r)
         self.outbox_scheduled = Gauge(
-            "handoff_outbox_scheduled", "Pending outbox rows due later (escalation steps, SLA checks, after-hours notices)",
-            registry=r)
+            "handoff_outbox_scheduled",
+            "Pending outbox rows written to go out later and never attempted (escalation steps, SLA checks, "
+            "after-hours notices): not a backlog", registry=r)
+        self.outbox_retrying = Gauge(
+            "handoff_outbox_retrying", "Pending outbox rows that failed and wait for their next attempt", registry=r)
         self.outbox_oldest = Gauge(
             "handoff_outbox_oldest_pending_seconds",
-            "How long the longest-waiting due outbox row has waited (delivery lag; rows scheduled for later excluded)",
-            registry=r
+            "How long the longest-waiting undelivered outbox row has waited since it first became due, retries "
+            "included (delivery lag; rows scheduled for later excluded until due)", registry=r
         )
         self.outbox_dead = Gauge("handoff_outbox_dead", "Outbox rows dead-lettered", registry=r)
 

@@ -192,6 +192,9 @@ class OutboxRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime]
+    #: When the row first became due, kept by its first retry (which moves ``next_attempt_at``);
+    #: NULL before any failed attempt. The delivery lag is measured from it (outbox_stats).
+    first_due_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
     locked_by: Mapped[str | None] = mapped_column(String(255))
     delivered_at: Mapped[datetime | None]

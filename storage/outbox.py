@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Integer, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.db import BOOKKEEPING, BOOKKEEPING_SETTINGS
@@ -212,12 +223,15 @@ async def mark_retry(
 ) -> bool:
     """Record a failed attempt to retry at ``next_attempt_at`` (attempts+1, lock released).
 
+    The first retry keeps the due time it replaces in ``first_due_at`` (SET reads the row as it was),
+    so the delivery lag of :func:`outbox_stats` keeps growing through an outage instead of restarting.
     Returns False (and changes nothing) if the row is no longer pending.
     """
     return await _update_row(
         session,
         row_id,
         OutboxRow.status == "pending",
+        first_due_at=func.coalesce(OutboxRow.first_due_at, OutboxRow.next_attempt_at),
         next_attempt_at=next_attempt_at,
         last_error=error,
     )
@@ -247,15 +261,37 @@ async def list_outbox(
     return list((await session.scalars(query)).all())
 
 
+def _scheduled(now: datetime) -> Any:
+    """Pending rows written to go out later (an escalation step, an SLA check, an after-hours notice)
+    and not due yet. Never attempted: a row waiting to retry is a backlog, not a schedule."""
+    return and_(OutboxRow.attempts == 0, OutboxRow.next_attempt_at > now)
+
+
+def _retrying(now: datetime) -> Any:
+    """Pending rows that failed at least once and wait for their next attempt (a receiver is failing)."""
+    return and_(OutboxRow.attempts > 0, OutboxRow.next_attempt_at > now)
+
+
+#: When a pending row first became due: its due time, or the one its first retry kept.
+_FIRST_DUE = func.coalesce(OutboxRow.first_due_at, OutboxRow.next_attempt_at)
+
+
+def _count(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
 async def outbox_stats(*, session: AsyncSession, now: datetime) -> dict[str, Any]:
-    """Row counts by status, how many pending rows are scheduled for later, and the delivery lag.
+    """Row counts by status, how many pending rows are scheduled for later or retrying, and the delivery lag.
 
     Returns:
-        ``{"pending": int, "delivered": int, "dead": int, "scheduled": int,
-        "oldest_pending_age_seconds": float}``. ``scheduled`` counts pending rows not due yet (an
-        escalation step, an SLA check, a notice held until business hours): they are not a backlog.
-        The age is how long the longest-waiting *due* row has waited since it became due (0.0 when
-        none is due): what a worker that keeps up holds near zero.
+        ``{"pending": int, "delivered": int, "dead": int, "scheduled": int, "retrying": int,
+        "oldest_pending_age_seconds": float}``. ``scheduled`` counts pending rows deliberately due
+        later and never attempted (an escalation step, an SLA check, a notice held until business
+        hours): they are not a backlog. ``retrying`` counts rows waiting between attempts: they are.
+        The age is how long the longest-waiting row of the backlog (every pending row not
+        ``scheduled``) has waited since it *first* became due, retries included (0.0 when there is
+        none): a worker that keeps up holds it near zero, and it grows through a receiver's outage,
+        which is what an alert on it is for.
     """
     stats: dict[str, Any] = dict.fromkeys(OUTBOX_STATUSES, 0)
     counts = await session.execute(
@@ -263,13 +299,13 @@ async def outbox_stats(*, session: AsyncSession, now: datetime) -> dict[str, Any
     )
     for status, count in counts.all():
         stats[status] = int(count)
-    pending = OutboxRow.status == "pending"
-    stats["scheduled"] = int(
-        await session.scalar(select(func.count()).where(pending, OutboxRow.next_attempt_at > now)) or 0
+    scheduled = _scheduled(now)
+    pending = await session.execute(
+        select(_count(scheduled), _count(_retrying(now)), func.min(case((~scheduled, _FIRST_DUE))))
+        .where(OutboxRow.status == "pending")
     )
-    oldest = await session.scalar(
-        select(func.min(OutboxRow.next_attempt_at)).where(pending, OutboxRow.next_attempt_at <= now)
-    )
+    n_scheduled, n_retrying, oldest = pending.one()
+    stats["scheduled"], stats["retrying"] = int(n_scheduled), int(n_retrying)
     stats["oldest_pending_age_seconds"] = (
         max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
     )

@@ -218,6 +218,30 @@ async def test_msp_500_then_429_then_delivered_once(world: World) -> None:
     assert row is not None and row.attempts >= 2
 
 
+async def test_an_msp_outage_shows_as_a_backlog_that_ages_while_the_service_stays_ready(world: World) -> None:
+    """A row waiting to retry is never due for long, yet it is undelivered: it counts as retrying (not
+    as scheduled, which is the SLA check written for later) and ages from its first due time."""
+    world.msp.fail_next(5, status=503, headers={"Retry-After": "60"})
+    await world.post_event(event_body("need excel installed on my laptop", event_id="EvOutage"))
+    await world.msp.wait_for_requests(1, timeout=5)
+    core = world.client.server.app[CORE]
+
+    async def attempts() -> int:
+        async with core.sessionmaker() as session:
+            return int(await session.scalar(select(OutboxRow.attempts).where(OutboxRow.kind == "msp")) or 0)
+
+    deadline = time.monotonic() + 5
+    while not await attempts() and time.monotonic() < deadline:  # the worker records the 503
+        await asyncio.sleep(0.02)
+    text = await (await world.client.get("/metrics")).text()
+    figures = {name: float(value) for name, value in (line.split() for line in text.splitlines()
+                                                     if line.startswith("handoff_outbox_"))}
+    assert figures["handoff_outbox_retrying"] == 1.0 and figures["handoff_outbox_scheduled"] == 1.0
+    assert figures["handoff_outbox_oldest_pending_seconds"] > 0.0
+    ready = await world.client.get("/readyz")  # the service still takes requests: ready
+    assert ready.status == 200 and (await ready.json())["outbox"]["retrying"] == 1
+
+
 async def test_msp_4xx_is_dead_lettered_and_reported(world: World) -> None:
     world.msp.fail_next(1, status=422, body={"error": "queue unknown"})
     await world.post_event(event_body("how do I add a shared mailbox", event_id="EvDead"))

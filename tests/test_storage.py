@@ -619,16 +619,50 @@ async def test_list_outbox_and_stats(sessionmaker: SM) -> None:
         ]
         assert (await service.list_outbox(session=s, limit=1))[0].payload == {"p": [1, "é"]}
         stats = await service.outbox_stats(session=s, now=NOW + timedelta(seconds=90))
-        assert stats == {"pending": 2, "delivered": 1, "dead": 1, "scheduled": 0, "oldest_pending_age_seconds": 90.0}
+        assert stats == {"pending": 2, "delivered": 1, "dead": 1, "scheduled": 0, "retrying": 0,
+                         "oldest_pending_age_seconds": 90.0}
         # a row due later (an SLA check, an escalation step) is scheduled, not a backlog
         await service.enqueue(session=s, kind="sla.check", payload={}, idempotency_key="sla", now=NOW,
                               due=NOW + timedelta(days=2))
         await s.execute(update(OutboxRow).where(OutboxRow.id == a).values(next_attempt_at=NOW + timedelta(seconds=30)))
         stats = await service.outbox_stats(session=s, now=NOW + timedelta(seconds=90))
-    assert stats == {"pending": 3, "delivered": 1, "dead": 1, "scheduled": 1, "oldest_pending_age_seconds": 80.0}
+    assert stats == {"pending": 3, "delivered": 1, "dead": 1, "scheduled": 1, "retrying": 0,
+                     "oldest_pending_age_seconds": 80.0}
     async with sessionmaker() as s, s.begin():
         await s.execute(delete(OutboxRow))
         assert (await service.outbox_stats(session=s, now=NOW))["oldest_pending_age_seconds"] == 0.0
+
+
+async def test_rows_retrying_through_an_outage_are_a_backlog_aged_from_their_first_due_time(sessionmaker: SM) -> None:
+    """The MSP answers 503 for 30 minutes: its rows wait between retries, never due for long. They
+    are a backlog (``retrying``, not ``scheduled``) whose age grows from when each first became due,
+    so an alert on the oldest undelivered row fires. A row scheduled for later and never attempted
+    stays out of both; once it fails, it is aged from its own due time, not from when it was written."""
+    msp, = await enqueue_many(sessionmaker, [(None, "msp")])
+    later = NOW + timedelta(hours=4)
+    async with sessionmaker() as s, s.begin():
+        sla = (await service.enqueue(session=s, kind="sla.check", payload={}, idempotency_key="sla", now=NOW,
+                                     due=later + timedelta(hours=1))).id
+        notice = (await service.enqueue(session=s, kind="slack.post", payload={}, idempotency_key="notice", now=NOW,
+                                        due=later)).id
+    for minutes in (1, 5, 12, 30):  # each failed attempt moves the next one later
+        async with sessionmaker() as s, s.begin():
+            await service.mark_retry(session=s, row_id=msp, next_attempt_at=NOW + timedelta(minutes=minutes + 2),
+                                     error="HTTP 503")
+    async with sessionmaker() as s:
+        stats = await service.outbox_stats(session=s, now=NOW + timedelta(minutes=30))
+    assert (stats["pending"], stats["scheduled"], stats["retrying"]) == (3, 2, 1)
+    assert stats["oldest_pending_age_seconds"] == 1800.0
+
+    async with sessionmaker() as s, s.begin():  # the MSP is back; Slack fails the after-hours notice once
+        await service.mark_delivered(session=s, row_id=msp, now=later, detail="HTTP 201")
+        await service.mark_retry(session=s, row_id=notice, next_attempt_at=later + timedelta(minutes=3), error="HTTP 500")
+    async with sessionmaker() as s:
+        stats = await service.outbox_stats(session=s, now=later + timedelta(minutes=1))
+        rows = {r.id: r for r in await service.list_outbox(session=s)}
+    assert (stats["pending"], stats["scheduled"], stats["retrying"]) == (2, 1, 1)
+    assert stats["oldest_pending_age_seconds"] == 60.0  # from when it became due, 4 h after it was written
+    assert rows[notice].first_due_at == later and rows[sla].first_due_at is None
 
 
 # --- rule sets and audit --------------------------------------------------------------------------
