@@ -147,15 +147,25 @@ def _banner(settings: Settings, core: Core, *, slack_ready: bool, socket_mode: b
 
 @web.middleware
 async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Turn a database outage into 503 (callers retry); anything else unexpected is logged."""
+    """Turn a database outage into 503 (callers retry), counted like the edges' own refusals.
+
+    Only what an edge let through gets here, so counting it never counts a refusal twice: Slack
+    answers (and counts) its listeners' failures itself, Teams and the MSP callback leave theirs here.
+    """
     try:
         return await handler(request)
     except web.HTTPException:
         raise
     except (TimeoutError, OperationalError, DBAPIError, OSError) as exc:
         log.error("%s %s: unavailable (%s)", request.method, request.path, type(exc).__name__)
+        request.app[METRICS].rejected.labels(platform=_platform(request), status="503").inc()
         return web.json_response({"ok": False, "error": "temporarily unavailable"}, status=503,
                                  headers={"Retry-After": "1"})
+
+
+def _platform(request: web.Request) -> str:
+    """Who sent ``request``: the name of its route (``slack``, ``teams``, ``msp``, see :func:`create_app`)."""
+    return request.match_info.route.name or "other"
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -245,9 +255,10 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> web.Application:
     app[METRICS] = Metrics()
     app[READY] = {}
     app.cleanup_ctx.append(_services)
-    app.router.add_post("/slack/events", slack_events)
-    app.router.add_post("/api/messages", teams_messages)
-    app.router.add_post("/msp/callback", msp_callback)
+    # Named after the platform that calls them: the label of their refusals (_platform).
+    app.router.add_post("/slack/events", slack_events, name="slack")
+    app.router.add_post("/api/messages", teams_messages, name="teams")
+    app.router.add_post("/msp/callback", msp_callback, name="msp")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

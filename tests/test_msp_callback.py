@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.app import CORE, create_app
 from handlers.msp_updates import BadUpdate, answer_hint, parse_update
@@ -202,6 +202,21 @@ async def test_refused_requests_change_nothing_and_are_logged(world: World, case
     [line] = [r.getMessage() for r in caplog.records if "msp callback refused" in r.getMessage()]
     assert line.startswith(f"msp callback refused: {expected} ")
     assert SECRET not in caplog.text and "Hunter2" not in caplog.text
+
+
+async def test_a_database_outage_answers_503_and_is_counted(world: World) -> None:
+    """The application's error middleware answers the 503 (the MSP retries); it counts it as the
+    edge counts its own refusals, so an MSP that cannot reach us shows on the dashboard."""
+    key = await open_ticket(world)
+    engine = world.client.server.app[CORE].engine
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE inbound_events RENAME TO inbound_away"))
+    try:
+        status, _ = await world.post({"event_id": "db-1", "ticket": key, "type": "comment", "comment": "hi"})
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE inbound_away RENAME TO inbound_events"))
+    assert status == 503 and await world.rejected(503) == 1
 
 
 async def test_stale_and_fresh_edges_of_the_replay_window(world: World) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.app import CORE, create_app
 from storage.models import InboundEvent, OutboxRow, Ticket
@@ -174,6 +174,22 @@ async def test_auth_test_failure_is_a_503_and_slack_retry_makes_the_ticket(
     assert again.status == 200
     assert await world.count(Ticket) == 1
     assert len(world.slack.calls("auth.test")) == 2
+
+
+async def test_a_database_outage_is_a_503_counted_once(world: World) -> None:
+    """Slack's edge answers its listener's failure itself (and counts it); the application's error
+    middleware, which counts the 503s of the other edges, must not count it again."""
+    core = world.client.server.app[CORE]
+    async with core.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE tickets RENAME TO tickets_away"))
+    try:
+        resp = await world.post_event(event_body("printer on floor 3 is jammed", event_id="EvDbDown"))
+    finally:
+        async with core.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE tickets_away RENAME TO tickets"))
+    assert resp.status == 503
+    metrics = await (await world.client.get("/metrics")).text()
+    assert 'handoff_http_rejected_total{platform="slack",status="503"} 1.0' in metrics
 
 
 async def test_secret_is_redacted_everywhere_and_employee_told(world: World, caplog: pytest.LogCaptureFixture) -> None:

@@ -307,6 +307,8 @@ async def test_database_failure_answers_503_and_the_retry_succeeds(world: World)
     assert resp.status == 503 and resp.headers["Retry-After"]
     async with core.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE tickets_away RENAME TO tickets"))
+    metrics = await (await world.client.get("/metrics")).text()
+    assert 'handoff_http_rejected_total{platform="teams",status="503"} 1.0' in metrics
     assert (await world.post(activity)).status == 200
     await eventually(lambda: world.connector.replies)
     assert await world.count(Ticket) == 1
