@@ -4,7 +4,8 @@
   log pipeline (Loki, CloudWatch, Elastic) can filter by request without parsing prose.
 * :data:`request_id` is a context variable: :func:`request_id_middleware` sets it for each HTTP request
   (a sane inbound ``X-Request-Id`` is kept, else a new one is made) and echoes it in the response, so
-  every line logged while handling that request, in any module, carries it.
+  every line logged while handling that request, in any module, carries it. Socket Mode sets it for
+  each envelope (:mod:`bot.slack_socket`).
 * :class:`SecretScrubber` runs the same detectors as intake redaction over each final message: defence
   in depth, in case a secret reaches a log call through an exception message or a third party's answer.
 """
@@ -35,6 +36,12 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 def new_request_id() -> str:
     return secrets.token_hex(8)
+
+
+def request_id_from(candidate: str | None) -> str:
+    """``candidate`` when it is a sane id (an inbound ``X-Request-Id``, a Socket Mode envelope id), so
+    the sender's logs and ours name the request alike; else a new id (nothing odd reaches a log line)."""
+    return candidate if candidate and _SANE_ID.fullmatch(candidate) else new_request_id()
 
 
 class RequestIdFilter(logging.Filter):
@@ -112,8 +119,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Give the request an id (kept from a sane ``X-Request-Id``), log under it, return it."""
-    inbound = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = inbound if _SANE_ID.fullmatch(inbound) else new_request_id()
+    rid = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     token = request_id.set(rid)
     try:
         try:

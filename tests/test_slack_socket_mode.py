@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -12,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.app import CORE, create_app
+from bot.app import CORE, METRICS, create_app
+from bot.logs import RequestIdFilter
 from storage.models import Ticket
 from tests.fakes.msp import FakeMsp
 from tests.fakes.slack_socket import FakeSlackSocketMode
@@ -26,6 +28,9 @@ from tests.helpers import (
 )
 
 APP_TOKEN = "xapp-1-A111-1111-fake"
+#: What the Socket Mode client logs while reading the socket, before any envelope is handled (as
+#: aiohttp's access log is written outside a request's handling): no request id there.
+TRANSPORT = ("Received message", "A new message enqueued", "Message processing")
 
 
 @dataclass
@@ -90,3 +95,36 @@ async def test_socket_mode_leaves_an_envelope_unacknowledged_when_auth_test_fail
     again = await slack.send_envelope("events_api", body, retry_attempt=1)
     await slack.wait_ack(again)
     assert await world.tickets() == 1
+
+
+class RequestIds(logging.Handler):
+    """Each record's logger, message and request id, as the process's log handler would write them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(RequestIdFilter())
+        self.seen: list[tuple[str, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.name, record.getMessage(), getattr(record, "request_id", "")))
+
+
+async def test_socket_mode_envelopes_are_logged_under_their_id_and_timed(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """As over HTTP: every line logged while an envelope is handled carries a request id (the
+    envelope's, so Slack's side and ours match), and its acknowledgement is timed."""
+    ids = RequestIds()
+    caplog.set_level(logging.DEBUG, logger="handoff.slack_bolt")
+    logging.getLogger().addHandler(ids)
+    try:
+        body = json.loads(event_body("outlook keeps crashing", event_id="EvSockObs"))
+        envelope = await world.slack.send_envelope("events_api", body)
+        await world.slack.wait_ack(envelope)
+    finally:
+        logging.getLogger().removeHandler(ids)
+    handled = [(message, rid) for name, message, rid in ids.seen
+               if name == "handoff.slack_bolt" and not message.startswith(TRANSPORT)]
+    assert any(message.startswith("Running listener") for message, _ in handled)
+    assert {rid for _, rid in handled} == {envelope}
+    metrics = world.app[METRICS].render().decode()
+    assert 'handoff_intake_seconds_count{platform="slack"} 1.0' in metrics
