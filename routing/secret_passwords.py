@@ -125,7 +125,8 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
     words = b[filler[0]:filler[1]].lower().split()
     sep = b[sep_span[0]:sep_span[1]].strip(b" \t\"'").lower()
     s, e, v, quoted = value_span(b, vs, ve)
-    strong = sep not in (b"", b"-", b"|") and not sep.startswith(_WEAK_SEPS) and not sep.endswith(_WEAK_SEPS)
+    # weak: "to", "as", "set to", "has been reset to"; by the last word, so that "was" is not "as"
+    strong = sep not in (b"", b"-", b"|") and sep.split()[-1] not in _WEAK_SEPS
     if (words and not strong and sep not in (b"to", b"auf")) or (
             (label == b"pass" or b"cred" in label) and sep not in _PLAIN_SEPS):
         return None

@@ -79,6 +79,10 @@ POSITIVE: list[tuple[str, str]] = [
     ("the erp passwords are not reset to daypay3 yet", f"the erp passwords are not reset to {ph('password')} yet"),
     ("rücksetzung pw auf daypay3 – zugang", f"rücksetzung pw auf {ph('password')} – zugang"),
     ("my pin is 4821", f"my pin is {ph('password')}"),
+    # "was" is a verb like "is", not the weak separator "as" it ends with
+    ("the password I typed was Summer2024!", f"the password I typed was {ph('password')}"),
+    ("the password for the vpn was Summer2024!", f"the password for the vpn was {ph('password')}"),
+    ("my old password was bluebird", f"my old password was {ph('password')}"),
     # AWS
     (f"key id {AWS_ID} please", f"key id {ph('aws-key')} please"),
     ("ASIAY34FZKBOKMUTVV7A", ph("aws-key")),
@@ -192,6 +196,7 @@ NEGATIVE = [
     "this is my password", "password:\nlanguage:\nbrowser: ie", "password is set to expire",
     "please reset password for SID_1 to access the portal", "reset the password for bob to default",
     "the wifi is not working", "pin the issue to the board",
+    "the password I typed was rejected", "the password for the vpn was changed last week",
 ]
 
 
