@@ -70,6 +70,7 @@ _WEAK_SEPS = (b"to", b"as", b"auf")
 _PLAIN_SEPS = frozenset((b":", b"=", b"is", b"are"))
 _MULTIWORD = (b"passphrase", b"pass phrase", b"pass-phrase", b"cred")
 _WHO = frozenset(b"user userid username user-id id account login employee name mr ms mrs".split())
+_NAME_CHARS = frozenset("._-@\\")  # what an account name ("j.doe", "svc_backup", "CORP\jdoe") is made of
 
 
 def password(m: Match, b: bytes) -> Hit | None:
@@ -115,6 +116,24 @@ def _clause_end(b: bytes, s: int) -> int:
     return s + len(seg.rstrip(b" \t\r.,;:!?"))
 
 
+def _names_account(words: list[bytes], sep: bytes, v: str) -> bool:
+    """Whether the value after "password <...> user/account/login" is that account's name.
+
+    Without a preposition the account starts a clause of its own ("forgot the password my user id
+    is jdoe"). After "for" ("of", ...) it names the account only after a label-like ":" or "="
+    ("password for user: jdoe", "reset the password for the service account: svc_backup"), and
+    only when the value has no symbol an account name lacks: "password for the service account:
+    Summer2024!" is its password. After "is", "was" or "to" the value is the password ("the
+    password for my account is Summer2024!"): a name would read "password for user jdoe is ...".
+    """
+    if not words or words[-1] not in _WHO:
+        return False
+    if not _PREP_RX.fullmatch(words[0]):
+        return True
+    return sep[:1] in (b":", b"=") and not (
+        looks_strong(v) and any(not c.isalnum() and c not in _NAME_CHARS for c in v))
+
+
 def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int],
                   sep_span: tuple[int, int], value: tuple[int, int]) -> Hit | None:
     vs, ve = value
@@ -130,7 +149,7 @@ def _password_hit(b: bytes, label_span: tuple[int, int], filler: tuple[int, int]
     if (words and not strong and sep not in (b"to", b"auf")) or (
             (label == b"pass" or b"cred" in label) and sep not in _PLAIN_SEPS):
         return None
-    if words and (words[-1] in _WHO or (len(words) == 1 and _PREP_RX.fullmatch(words[0]))):
+    if words and (_names_account(words, sep, v) or (len(words) == 1 and _PREP_RX.fullmatch(words[0]))):
         return None  # "password for user: jdoe" names the account, not the password
     if words and not _PREP_RX.fullmatch(words[0]) and (sep not in _VERB_SEPS or _LINKERS & set(words)):
         return None  # "password sign on is X" yes; "password reset: X", "password which is X" no

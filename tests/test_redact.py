@@ -83,6 +83,13 @@ POSITIVE: list[tuple[str, str]] = [
     ("the password I typed was Summer2024!", f"the password I typed was {ph('password')}"),
     ("the password for the vpn was Summer2024!", f"the password for the vpn was {ph('password')}"),
     ("my old password was bluebird", f"my old password was {ph('password')}"),
+    # "password for <an account>": after "is" the value is its password; after ":" it is unless it
+    # reads like the account's name (see NEGATIVE)
+    ("the password for my account is Summer2024!", f"the password for my account is {ph('password')}"),
+    ("the password for the admin account is Summer2024!",
+     f"the password for the admin account is {ph('password')}"),
+    ("password for the service account: Summer2024!", f"password for the service account: {ph('password')}"),
+    ("set the password for my account to Welcome1", f"set the password for my account to {ph('password')}"),
     # AWS
     (f"key id {AWS_ID} please", f"key id {ph('aws-key')} please"),
     ("ASIAY34FZKBOKMUTVV7A", ph("aws-key")),
@@ -197,6 +204,9 @@ NEGATIVE = [
     "please reset password for SID_1 to access the portal", "reset the password for bob to default",
     "the wifi is not working", "pin the issue to the board",
     "the password I typed was rejected", "the password for the vpn was changed last week",
+    "password for user: jsmith42", "reset the password for the service account: svc-backup01",
+    "password for user: CORP\\jdoe", "password for username = j.doe", "the password for my account is locked",
+    "i have forgotten the erp password my user id is wshqqhdqh",
 ]
 
 
