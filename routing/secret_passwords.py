@@ -6,6 +6,10 @@ value decides how much it must look like a password: after "is" or ":" any non-p
 after a bare space or "to" only a token with a digit, a symbol or mixed case ("password reset" is
 not a leak). :func:`password`, :func:`password_rev` and :func:`password_for` decide one match of
 :data:`PASSWORD`, :data:`PASSWORD_REV` and :data:`PASSWORD_FOR`; :func:`it_to` is a finder.
+
+Punctuation after a value: a ".", "!" or "?" touching it is hidden with it, since "Hunter22!" is as
+likely a password as a sentence's end ("my password is [redacted:password] thanks"); a trailing
+",", ";" or ":" and anything after a space are left to the sentence.
 """
 
 from __future__ import annotations
@@ -98,8 +102,7 @@ def it_to(b: bytes) -> Iterator[Hit]:
     """
     for m in _IT_TO.finditer(b):
         s, e, v, _ = value_span(b, *m.span(2))
-        v = v.rstrip(".!?")
-        e = s + len(v.encode())
+        v = v.rstrip(".!?")  # judged without them, but hidden with them: "Welcome1!" is a password
         shaped = any(c in "!@#$%^&*+=~" for c in v) or (b[m.start(1):m.end(1)].lower() == b"reset" and any(
             c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v))
         if shaped and looks_strong(v):
@@ -107,13 +110,19 @@ def it_to(b: bytes) -> Iterator[Hit]:
 
 
 def _clause_end(b: bytes, s: int) -> int:
-    """End of the clause starting at ``s``: the line, cut at ", " / ". " / "; ", at most 100 bytes."""
+    """End of the clause starting at ``s``: the line, cut at ", " / "; " / ". " / "! " / "? ", at
+    most 100 bytes.
+
+    A ".", "!" or "?" ending the clause stays in it, as it does for a one-word value: it cannot be
+    told from the password's last character ("creds: jdoe / Hunter22!"). A trailing "," ";" or ":"
+    is left to the sentence, as :func:`routing.secret_values.value_span` does.
+    """
     nl = b.find(b"\n", s, s + 100)
     seg = b[s:nl if nl >= 0 else s + 100]
-    for stop in (b", ", b". ", b"; ", b"! ", b"? "):
+    for stop, keep in ((b", ", 0), (b"; ", 0), (b". ", 1), (b"! ", 1), (b"? ", 1)):
         cut = seg.find(stop)
-        seg = seg[:cut] if cut >= 0 else seg
-    return s + len(seg.rstrip(b" \t\r.,;:!?"))
+        seg = seg[:cut + keep] if cut >= 0 else seg
+    return s + len(seg.rstrip(b" \t\r,;:"))
 
 
 def _names_account(words: list[bytes], sep: bytes, v: str) -> bool:

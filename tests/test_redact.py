@@ -90,6 +90,13 @@ POSITIVE: list[tuple[str, str]] = [
      f"the password for the admin account is {ph('password')}"),
     ("password for the service account: Summer2024!", f"password for the service account: {ph('password')}"),
     ("set the password for my account to Welcome1", f"set the password for my account to {ph('password')}"),
+    # a ".", "!" or "?" right after a password is hidden with it (it may be its last character);
+    # a "," or ";" after it, and words after a space, are the sentence's
+    ("creds: jdoe / Hunter22!", f"creds: {ph('password')}"),
+    ("creds: jdoe / Hunter22! thanks", f"creds: {ph('password')} thanks"),
+    ("creds: jdoe / Hunter22!, thanks", f"creds: {ph('password')}, thanks"),
+    ("passphrase: correct horse battery staple. Please reset it", f"passphrase: {ph('password')} Please reset it"),
+    ("I reset it to Velvet@76652! thanks", f"I reset it to {ph('password')} thanks"),
     # AWS
     (f"key id {AWS_ID} please", f"key id {ph('aws-key')} please"),
     ("ASIAY34FZKBOKMUTVV7A", ph("aws-key")),

@@ -125,7 +125,7 @@ ADDED = [
     ("phone unlock pin 1117 ty", "phone unlock pin [redacted:password] ty"),
     ("I reset it to Velvet@76652 and the VPN still refuses me",
      "I reset it to [redacted:password] and the VPN still refuses me"),
-    ("I reset it to Welcome1.", "I reset it to [redacted:password]."),
+    ("I reset it to Welcome1.", "I reset it to [redacted:password]"),  # the "." may be the password's
     ("https://a.blob.core.windows.net/c/b?sv=2022-11-02&amp;sp=r&amp;sig=AbCdEf123%2BgHiJk%3D&amp;x=1",
      "https://a.blob.core.windows.net/c/b?sv=2022-11-02&amp;sp=r&amp;sig=[redacted:azure-key]&amp;x=1"),
     ("password=Hunter22&amp;user=bob", "password=[redacted:password]&amp;user=bob"),
