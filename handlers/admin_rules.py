@@ -40,6 +40,7 @@ from handlers.rules_render import error_reply, escape, replay_sections, reply
 from handlers.rules_replay import ReplayReport, decisive_changes, replay
 from handlers.rules_state import ActiveRules
 from handlers.rules_views import Result, RulesViews, live_ruleset, owner_of
+from handlers.text_input import redact_to_fit
 from routing.rules import content_hash
 from storage import rules_admin, service
 from storage.models import RulesetVersion
@@ -257,6 +258,7 @@ class RulesAdmin(RulesViews):
     async def _save(self, actor: Actor, p: Parsed, live: RulesetVersion, content: dict[str, Any], reasons: list[str],
                     *, source: str, note: str, drop_draft: bool, lint_report: LintReport) -> Result:
         """Replay, require --confirm when paging changes (or for ``reasons``), then save a new version."""
+        note = redact_to_fit(note, 500)  # `rules history` shows it to everyone, as it is stored
         days = p.days or self._options.replay_days
         report = await self._replay_against(live, content, days)
         if report.paging_changes:
@@ -286,13 +288,13 @@ class RulesAdmin(RulesViews):
                                            "of yours arrived): nothing was published. Check `rules diff` and publish "
                                            "again")
                 saved = await service.save_ruleset(session=session, content=content, content_hash=digest, source=source,
-                                                   author=_who(actor), note=note[:500], now=self._clock())
+                                                   author=_who(actor), note=note, now=self._clock())
                 if drop_draft:
                     await rules_admin.delete_draft(session=session, owner=owner_of(actor))
                 await service.audit(session=session, actor=_who(actor), action=f"rules.{p.sub}",
                                     target=f"v{saved.version}", allowed=True, now=self._clock(),
                                     detail={"outcome": "ok", "from": live.version, "to": saved.version, "source": source,
-                                            "note": audit_text(note, 500), "confirm": p.confirm, "diff": _audit_lines(changes.lines()),
+                                            "note": note, "confirm": p.confirm, "diff": _audit_lines(changes.lines()),
                                             "replay": _replay_summary(report)})
                 version = saved.version
         except IntegrityError:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from handlers.rules_tokens import CommandError
+from handlers.text_input import redact_to_fit
 from routing.model import RuleSet
 from routing.rules import RuleSetError, ruleset_from_dict, ruleset_to_dict
 
@@ -23,6 +24,10 @@ MAX_YAML_DEPTH = 12
 MAX_YAML_NODES = 200_000
 MAX_PROBLEMS_SHOWN = 15
 _PATH = re.compile(r"^rules\[(\d+)\]")
+_FREE_TEXT = ("description", "note")
+#: The ``max_length`` of a rule's or a queue's description and note (routing.rules): a placeholder
+#: may be longer than the secret it replaces, and a stored version must stay valid.
+MAX_FREE_TEXT_CHARS = 500
 
 
 def validate(content: Mapping[str, Any], *, usage: str = "") -> RuleSet:
@@ -50,7 +55,22 @@ def problems_text(problems: tuple[str, ...], content: Mapping[str, Any]) -> str:
 
 
 def normalise(content: Mapping[str, Any], *, usage: str = "") -> dict[str, Any]:
-    return ruleset_to_dict(validate(content, usage=usage))
+    """``content`` validated, in canonical form, and with secrets redacted from its free text.
+
+    Every draft edit, import and publish goes through here, so a description or note such as
+    "svc password is …" reaches neither a draft, a version nor ``rules show`` in clear (only the
+    audit copy used to be redacted). Matching terms and regexes stay as typed: they are what the
+    rule matches, not prose about it.
+    """
+    return _redact_free_text(ruleset_to_dict(validate(content, usage=usage)))
+
+
+def _redact_free_text(content: dict[str, Any]) -> dict[str, Any]:
+    for item in (*content["rules"], *content["queues"]):
+        for key in _FREE_TEXT:
+            if item.get(key):
+                item[key] = redact_to_fit(item[key], MAX_FREE_TEXT_CHARS)
+    return content
 
 
 def import_block(rest: str, usage: str) -> str:

@@ -12,6 +12,7 @@
   error instead of a ``RecursionError`` (a 500).
 * :func:`redact_clipped` redacts a whole text, then clips it, so a secret at the cut is never
   stored half-redacted and a placeholder is never cut in half.
+  :func:`redact_to_fit` does so within a hard maximum.
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ def clipped(red: Redaction, limit: int) -> Redaction:
     if len(red.text) <= limit:
         return red
     return Redaction(red.text[:clip_point(red.text, limit)] + TRUNCATED, red.kinds, red.count)
+
+
+def redact_to_fit(text: str, limit: int) -> str:
+    """``text`` cleaned and redacted, at most ``limit`` characters with :data:`TRUNCATED`: for a field
+    with a hard maximum (a rule's note), which a placeholder longer than the secret could overflow."""
+    red = redact_clipped(text, limit).text
+    return red if len(red) <= limit else redact_clipped(text, max(0, limit - len(TRUNCATED))).text
 
 
 def clip_point(redacted: str, limit: int) -> int:

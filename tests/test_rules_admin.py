@@ -260,6 +260,32 @@ async def test_rollback_publishes_an_exact_copy_and_keeps_history(env: Env) -> N
     assert "no version 9" in (await env.run(ALICE, "rollback 9")).text
 
 
+async def test_notes_and_descriptions_are_redacted_before_they_are_stored(env: Env) -> None:
+    """Only the audit copy used to be redacted: the draft, the version, rulesets.note and what
+    `rules show` and `rules history` show to anyone kept the password."""
+    pw = "Hunter22!xq"
+    await env.run(ALICE, 'add plotter --route msp --queue msp-service-desk --any "plotter" '
+                         f'--note "svc password is {pw}" --description "plotter, pw: {pw}"')
+    await env.run(ALICE, f'edit ransomware --note "{"x" * 475} password: {pw}"')  # 497 chars, 505 redacted
+    assert pw not in str((await env.draft(ALICE)).content)
+    await env.run(ALICE, f'publish --confirm --note "rotated the svc account, password is {pw}"')
+    await env.run(ALICE, f"rollback v1 --confirm --note \"back: pw {pw}\"")
+    *_, v2, v3 = await env.versions()
+    assert "[redacted:password]" in v2.note and "[redacted:password]" in v3.note
+    plotter = next(r for r in v2.content["rules"] if r["id"] == "plotter")
+    assert plotter["note"] == "svc password is [redacted:password]"
+    assert plotter["description"] == "plotter, pw: [redacted:password]"
+    long_note = next(r for r in v2.content["rules"] if r["id"] == "ransomware")["note"]
+    assert long_note.startswith("x" * 475) and len(long_note) <= 500, "clipped to the field's limit"
+    await env.run(ALICE, f"import ```yaml\nrouting:\n  queues: {v2.content['queues']}\n  rules:\n"
+                         f"  - {{id: default, route: msp, queue: msp-service-desk, description: 'pw: {pw}'}}\n```")
+    imported = str((await env.draft(ALICE)).content)
+    assert pw not in imported and "pw: [redacted:password]" in imported
+    shown = [(await env.run(EVE, c)).text for c in ("history", "show plotter --version 2", "show ransomware --version 2")]
+    assert "[redacted:password]" in shown[0] and not any(pw in t for t in shown)
+    assert not any(pw in str(v.content) or pw in v.note for v in await env.versions())
+
+
 async def test_test_at_a_time_uses_the_version_live_then(env: Env) -> None:
     first = (await env.versions())[0].created_at
     await env.run(ALICE, FIRE)
