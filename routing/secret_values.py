@@ -35,6 +35,8 @@ anything everything unique only always never sometimes usually every each all an
 neither one two three first last next above below attached following exactly mentioned whatever
 password passwords passwort pw pwd pass passcode credential credentials secret secrets token tokens
 key keys code pin hash unchanged unavailable accepting today tomorrow yesterday soon later again
+stolen taken seen written chosen frozen gotten overwritten rewritten mistaken undone drawn thrown
+blown told sold held kept left found heard made put said shut public private somewhere elsewhere
 blokker blockiert bloqueado bloqué bloque geblokkeerd nicht kein keine falsch richtig korrekt
 abgelaufen gesperrt ungültig gültig neu alt leer vergessen geändert zurückgesetzt gleich identisch
 das der die dem den ein eine einer mein meine dein sein ihr noch schon jetzt nun immer auch bereits
