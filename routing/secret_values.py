@@ -96,14 +96,18 @@ def token_like(v: str, min_len: int = 8) -> bool:
 
 
 def value_span(b: bytes, s: int, e: int) -> tuple[int, int, str, bool]:
-    """Trim a raw value: unwrap quotes/brackets, drop trailing ``,;:`` and unbalanced closers."""
+    """Trim a raw value: unwrap quotes/brackets, drop trailing ``,;:`` and unbalanced closers.
+
+    A backtick is a closer too: chat markdown quotes whole phrases as code (`` `pwd:X` ``), and our own
+    replies echo what was typed that way; its closing backtick is not part of the password.
+    """
     v = b[s:e].decode("utf-8", "replace")
     if len(v) >= 3 and v[0] in _OPEN_CLOSE:
         close = v.find(_OPEN_CLOSE[v[0]], 1)
         if close > 1 and v[close + 1:].strip(".,;:!?") == "":
             start = s + len(v[0].encode())
             return start, start + len(v[1:close].encode()), v[1:close], True
-    while v and (v[-1] in ",;:" or (v[-1] in ")]}>\"'”’" and v.count(v[-1]) > sum(
+    while v and (v[-1] in ",;:" or (v[-1] in ")]}>\"'`”’" and v.count(v[-1]) > sum(
             v.count(o) for o, c in _OPEN_CLOSE.items() if c == v[-1] and o != c))):
         e -= len(v[-1].encode())
         v = v[:-1]

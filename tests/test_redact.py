@@ -99,6 +99,9 @@ POSITIVE: list[tuple[str, str]] = [
     ("creds: jdoe / Hunter22!, thanks", f"creds: {ph('password')}, thanks"),
     ("passphrase: correct horse battery staple. Please reset it", f"passphrase: {ph('password')} Please reset it"),
     ("I reset it to Velvet@76652! thanks", f"I reset it to {ph('password')} thanks"),
+    # a phrase quoted as code keeps its closing backtick
+    ("type `password: Hunter22!` in the box", f"type `password: {ph('password')}` in the box"),
+    ("`pwd:Quokka55$zz` is not a ticket id", f"`pwd:{ph('password')}` is not a ticket id"),
     # AWS
     (f"key id {AWS_ID} please", f"key id {ph('aws-key')} please"),
     ("ASIAY34FZKBOKMUTVV7A", ph("aws-key")),
