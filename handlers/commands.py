@@ -9,11 +9,13 @@ The first word picks a registered command (``help``, and what later features reg
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from handlers.intake import Inbound, Intake, IntakeResult
 from handlers.ports import Actor
+from handlers.text_input import redact_to_fit
+from routing.redact import redact
 
 __all__ = ["Actor", "Command", "CommandReply", "CommandRouter", "EventHandler", "Handler"]
 
@@ -32,6 +34,7 @@ Handler = Callable[[Actor, str], Awaitable[CommandReply]]
 #: A command that changes something once per platform event: it also gets the event id, to record
 #: in its own transaction so that a platform's retry of the same message does not do it twice.
 EventHandler = Callable[[Actor, str, str], Awaitable[CommandReply]]
+_MAX_BLOCK_TEXT = 3_000  # Slack refuses a section text longer than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +81,9 @@ class CommandRouter:
             name = "help"
         command = self._commands.get(name)
         if command is not None and command.once_per_event:
-            return await cast(EventHandler, command.handler)(actor, rest.strip(), event_id)
+            return _redacted(await cast(EventHandler, command.handler)(actor, rest.strip(), event_id))
         if command is not None:
-            return await cast(Handler, command.handler)(actor, rest.strip())
+            return _redacted(await cast(Handler, command.handler)(actor, rest.strip()))
         result = await self._intake.handle(
             Inbound(platform=actor.platform, event_id=event_id, text=text, user_id=actor.user_id,
                     user_name=actor.user_name, channel_id=actor.channel_id, channel_type="command",
@@ -105,3 +108,27 @@ class CommandRouter:
         ]
         lines += [f"• `/handoff {c.usage}`: {c.summary}" for c in self._commands.values()]
         return CommandReply(text="\n".join(lines))
+
+
+def _redacted(reply: CommandReply) -> CommandReply:
+    """``reply`` with the secrets in its text and blocks redacted.
+
+    Commands echo what was typed ("`pwd:…` is not a ticket id", ``rules test "…"``, a refused
+    value), and in Teams the answer is a ``teams.post`` outbox row: stored, then sent. Redacting
+    here covers every command on every platform, including echoes not written yet. An intake reply
+    does not come through here: it is built from the redacted request.
+    """
+    text = redact(reply.text).text
+    blocks = _redact_blocks(reply.blocks) if reply.blocks else reply.blocks
+    return reply if text == reply.text and blocks == reply.blocks else replace(reply, text=text, blocks=blocks)
+
+
+def _redact_blocks(value: Any) -> Any:
+    """Every ``text`` string of Block Kit blocks redacted, kept within Slack's 3,000 characters a
+    section (a placeholder can be longer than what it replaces)."""
+    if isinstance(value, dict):
+        return {k: redact_to_fit(v, _MAX_BLOCK_TEXT) if k == "text" and isinstance(v, str) else _redact_blocks(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_blocks(v) for v in value]
+    return value

@@ -236,6 +236,16 @@ async def test_handoff_request_and_its_answer_are_one_transaction(world: World) 
     assert ticket.conversation is not None and ticket.conversation["reply_kind"] == "teams.post"  # later news too
 
 
+async def test_a_command_answer_that_echoes_a_password_is_stored_and_sent_redacted(world: World) -> None:
+    # "`pwd:…` is not a ticket id": the answer is a teams.post outbox row, so it was stored and sent as typed.
+    assert (await world.post(personal_message(world.connector.service_url, "/handoff status pwd:Quokka55$zz"))).status == 200
+    [reply] = await eventually(lambda: world.connector.replies)
+    async with world.client.server.app[CORE].sessionmaker() as session:
+        [row] = (await session.scalars(select(OutboxRow).where(OutboxRow.kind == "teams.post"))).all()
+    assert "is not a ticket id" in row.payload["text"] and "[redacted:password]" in row.payload["text"]
+    assert "Quokka55" not in json.dumps(row.payload) and "Quokka55" not in json.dumps(reply.activity)
+
+
 async def test_a_critical_reply_in_a_ticket_thread_pages_even_without_a_mention(world: World) -> None:
     # Replies in a ticket's channel thread reach the bot without a mention (resource-specific consent)
     # and are comments; a critical one is a request of its own, which pages.

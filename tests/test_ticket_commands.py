@@ -175,6 +175,12 @@ async def test_refusals_say_what_to_type(env: Env) -> None:
     assert "Closed" in await env.run(EMPLOYEE, f"close `{key.lower()}`."), "the key as people paste it"
 
 
+async def test_a_reply_that_echoes_what_was_typed_is_redacted(env: Env) -> None:
+    # The first word comes back in "… is not a ticket id"; in Teams that answer is an outbox row.
+    text = await env.run(EMPLOYEE, "status pwd:Quokka55$zz")
+    assert "`pwd:[redacted:password]` is not a ticket id" in text and "Quokka55" not in text
+
+
 async def test_a_message_in_the_thread_becomes_a_redacted_comment_once(env: Env) -> None:
     key = await ask(env.intake, MSP_TEXT, event_id="EvTh")
     thread = (await ticket(env.sm, key)).thread_ref or ""
