@@ -16,8 +16,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
+from bot import cli_classify
 from bot.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("handoff")
@@ -44,13 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "pair it with `serve --no-worker`")
     sub.add_parser("chat", help="talk to the bot in the terminal as an employee")
 
-    p = sub.add_parser("classify", help="show where a message would go and why")
-    p.add_argument("text", nargs="?", help="the message; omit with --jsonl")
-    p.add_argument("--jsonl", action="store_true", help='read {"id", "text"} JSON lines on stdin, write one decision per line')
-    p.add_argument("--platform", default="console")
-    p.add_argument("--channel", default="")
-    p.add_argument("--rules-file", action="store_true",
-                   help="use the rules in app.yaml as they are (version 0) instead of the active stored version")
+    cli_classify.add_parser(sub)
 
     p = sub.add_parser("outbox", help="list outbound deliveries (what went, or would go, to the MSP and the pager)")
     p.add_argument("--status", choices=["pending", "delivered", "dead"])
@@ -68,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"handoff: configuration error:\n{exc}", file=sys.stderr)
         return 2
-    if args.command in ("serve", "worker", "chat", "outbox", "db") or (args.command == "classify" and not args.rules_file):
+    if args.command in ("serve", "worker", "chat", "outbox", "db"):  # classify reads app.yaml only
         problem = _database_problem(settings.database_url)
         if problem is not None:
             print(f"handoff: {problem}", file=sys.stderr)
@@ -83,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _lower_priority(settings.delivery.separate_worker_nice)  # before any thread starts: they inherit it
             return asyncio.run(_worker(settings))
         if args.command == "classify":
-            return asyncio.run(_classify(settings, args, sys.stdin, sys.stdout))
+            return asyncio.run(cli_classify.classify(settings, args, sys.stdin, sys.stdout))
         if args.command == "chat":
             from bot.cli_chat import chat
 
@@ -186,49 +181,6 @@ async def _worker(settings: Settings) -> int:
     async with open_core(settings, clock=utcnow, load_rules=False) as core:
         tune_gc()
         await core.worker.run(stop)
-    return 0
-
-
-async def _classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    from routing.engine import classify_safely, compile_ruleset
-    from routing.model import Message
-
-    if args.rules_file:
-        classifier = compile_ruleset(settings.ruleset())
-    else:
-        from bot.core import open_core, utcnow
-
-        async with open_core(settings, clock=utcnow) as core:
-            classifier = core.rules.classifier
-
-    def decide(text: str) -> Any:
-        return classify_safely(classifier, Message(text=text, platform=args.platform, channel_id=args.channel))
-
-    if args.jsonl:
-        status = 0
-        for lineno, line in enumerate(stdin, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                    raise ValueError('expected an object with a string "text"')
-            except ValueError as exc:
-                stdout.write(json.dumps({"line": lineno, "error": str(exc)}) + "\n")
-                status = 1
-                continue
-            d = decide(item["text"])
-            stdout.write(json.dumps({"id": item.get("id"), **d.as_dict()}, ensure_ascii=False) + "\n")
-        return status
-    if not args.text:
-        print('handoff classify: give the message text, e.g. handoff classify "outlook keeps crashing"', file=sys.stderr)
-        return 2
-    d = decide(args.text)
-    pages = "yes" if d.pages else "no"
-    stdout.write(
-        f"route:    {d.route}\nqueue:    {d.queue}\nseverity: {d.severity}\npages:    {pages}\n"
-        f"rule:     {d.rule_id} (rules v{d.ruleset_version})\nwhy:      {d.why}\n"
-    )
     return 0
 
 
