@@ -5,6 +5,10 @@ as version 0: an operator editing a local copy sees what that copy decides, befo
 imports it. No database is opened, so nothing can be stored by a command that only reads (it used
 to import the file as a new live version, the way ``serve`` does at start). What the stored
 versions decide, chat edits included, is what ``/handoff rules test`` shows.
+
+The text goes through the intake's own decision (:meth:`handlers.intake.Intake.decide`): cleaning,
+redaction, clipping to ``server.max_message_chars`` and the message's time for rules with
+``active``/``mute`` windows (now, or ``--at``), so the answer is the one the bot would give.
 """
 
 from __future__ import annotations
@@ -12,9 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from handlers.intake import Intake
+    from routing.model import Decision
 
 DESCRIPTION = (
     "Show where a message would go and why, with the rules of app.yaml as they are on disk (HANDOFF_CONFIG or "
@@ -31,19 +41,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--jsonl", action="store_true", help='read {"id", "text"} JSON lines on stdin, write one decision per line')
     p.add_argument("--platform", default="console")
     p.add_argument("--channel", default="")
+    p.add_argument("--at", metavar="ISO-TIME", type=_instant, help="the message's time for rules with active/mute windows, e.g. "
+                   "2024-05-02T09:14Z (no offset: UTC); default now")
     # Once "use app.yaml instead of the stored version"; app.yaml is now the only source. Kept for scripts.
     p.add_argument("--rules-file", action="store_true", help=argparse.SUPPRESS)
 
 
 async def classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     """``handoff classify``: the decision for ``args.text``, or one JSON line per input line with ``--jsonl``."""
-    from routing.engine import classify_safely, compile_ruleset
-    from routing.model import Message
+    from handlers.intake import Inbound
 
-    classifier = compile_ruleset(settings.ruleset())
+    at: datetime | None = args.at
+    intake = _intake(settings, (lambda: at) if at is not None else _now)
 
-    def decide(text: str) -> Any:
-        return classify_safely(classifier, Message(text=text, platform=args.platform, channel_id=args.channel))
+    def decide(text: str) -> Decision:
+        inbound = Inbound(platform=args.platform, event_id="classify", text=text, user_id="", channel_id=args.channel)
+        return intake.decide(inbound)[1]
 
     if args.jsonl:
         status = 0
@@ -71,3 +84,32 @@ async def classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, 
         f"rule:     {d.rule_id} (rules v0: {settings.config_path})\nwhy:      {d.why}\n"
     )
     return 0
+
+
+def _intake(settings: Settings, clock: Callable[[], datetime]) -> Intake:
+    """An intake that only decides, with the rules of app.yaml: its sessionmaker is bound to no
+    database, so a write would fail instead of storing anything."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from bot.paging_setup import intake_options
+    from handlers.intake import Intake
+    from handlers.rules_state import FixedRules
+    from routing.engine import compile_ruleset
+
+    return Intake(sessionmaker=async_sessionmaker(), rules=FixedRules(compile_ruleset(settings.ruleset())),
+                  clock=clock, options=intake_options(settings))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instant(value: str) -> datetime:
+    """``--at``: read as ``/handoff rules test --at`` reads it."""
+    from handlers.rules_tokens import CommandError
+    from handlers.rules_values import instant
+
+    try:
+        return instant(value, "")
+    except CommandError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None

@@ -33,7 +33,7 @@ from handlers.admin_rules import RulesAdmin, RulesAdminOptions
 from handlers.commands import CommandRouter
 from handlers.delivery import OutboxWorker, RetryPolicy
 from handlers.incidents import IncidentActions
-from handlers.intake import Intake, IntakeOptions
+from handlers.intake import Intake
 from handlers.oncall import OncallCommands
 from handlers.paging import ESCALATE_KIND
 from handlers.paging_escalation import Escalation
@@ -142,13 +142,7 @@ async def open_core(settings: Settings, *, clock: Clock, metrics: Metrics | None
             )
             intake = Intake(
                 sessionmaker=sessionmaker, rules=rules, clock=clock, on_commit=worker.wake,
-                options=IntakeOptions(
-                    max_message_chars=settings.server.max_message_chars,
-                    internal_channel=settings.internal.slack_channel,
-                    pager_source=settings.pagerduty.source,
-                    calendar=paging_setup.business_calendar(settings),
-                    sla_first_response=paging_setup.sla_first_response(settings),
-                ),
+                options=paging_setup.intake_options(settings),
                 storm=StormControl(options=paging, escalation=escalation),
                 writers=_intake_writers(settings, engine.dialect.name),
             )

@@ -1,4 +1,4 @@
-"""On-call, paging and business hours built from :class:`~bot.config.Settings` (used by ``open_core``).
+"""On-call, paging, business hours and intake options from :class:`~bot.config.Settings` (for ``open_core``).
 
 Small pure functions: the settings' sections become the values :mod:`handlers` works with
 (:class:`~handlers.paging.Roster`, :class:`~handlers.paging.PagingOptions`,
@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from bot.config import Settings, teams_mode
 from bot.config_oncall import RotationConfig
+from handlers.intake import IntakeOptions
 from handlers.paging import PagingOptions, Roster
 from routing.calendar import BusinessCalendar
 from routing.oncall import Override, Person, Rotation
@@ -65,3 +66,14 @@ def sla_first_response(settings: Settings) -> timedelta | None:
     """``sla.msp_first_response_hours`` as a duration, or None when the watchdog is off."""
     hours = settings.sla.msp_first_response_hours
     return None if hours is None else timedelta(hours=hours)
+
+
+def intake_options(settings: Settings) -> IntakeOptions:
+    """The intake's tunables: for ``open_core`` and for ``handoff classify``, which must decide the same way."""
+    return IntakeOptions(
+        max_message_chars=settings.server.max_message_chars,
+        internal_channel=settings.internal.slack_channel,
+        pager_source=settings.pagerduty.source,
+        calendar=business_calendar(settings),
+        sla_first_response=sla_first_response(settings),
+    )

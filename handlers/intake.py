@@ -28,7 +28,7 @@ from handlers.paging import PagingOptions
 from handlers.paging_storm import PageOutcome, PageReport, StormControl
 from handlers.ports import ThreadMessage
 from handlers.replies import Reply, intake_reply, slack_blocks
-from handlers.rules_state import ActiveRules
+from handlers.rules_state import RuleSource
 from handlers.sla import check_row
 from handlers.text_input import TRUNCATED, clean_name, clean_text, clipped
 from routing.calendar import BusinessCalendar
@@ -120,7 +120,7 @@ class Intake:
         self,
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
-        rules: ActiveRules,
+        rules: RuleSource,
         clock: Callable[[], datetime],
         on_commit: Callable[[], None] = lambda: None,
         options: IntakeOptions = IntakeOptions(),
@@ -151,6 +151,10 @@ class Intake:
         inbound = Inbound(platform=message.platform, event_id=message.event_id, text=message.text,
                           user_id=message.user_id, channel_id=message.channel_id, channel_type="channel")
         return self._decide(_cleaned(inbound))[1].route == "page"
+
+    def decide(self, inbound: Inbound) -> tuple[Redaction, Decision]:
+        """What :meth:`handle` would store and decide for ``inbound``, writing nothing (``handoff classify``)."""
+        return self._decide(_cleaned(inbound))
 
     def _prepare(self, inbound: Inbound) -> _Prepared:
         started = time.perf_counter()

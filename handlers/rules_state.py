@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,6 +33,20 @@ log = logging.getLogger(__name__)
 
 #: Stored versions searched, newest first, for one this release can use.
 _DEPTH = 50
+
+
+class RuleSource(Protocol):
+    """What intake classifies with: :class:`ActiveRules`, or :class:`FixedRules` for a dry run."""
+
+    @property
+    def classifier(self) -> Classifier: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedRules:
+    """One compiled rule set that never changes: ``handoff classify`` tries app.yaml without storing it."""
+
+    classifier: Classifier
 
 
 class ActiveRules:

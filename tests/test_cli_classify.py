@@ -70,3 +70,33 @@ def test_classify_help_says_which_rules(env: Path, capsys: pytest.CaptureFixture
         main(["classify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "rules of app.yaml as they are on disk" in text and "stores nothing" in text
+
+
+def test_classify_decides_as_intake_does(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    def rule(rule_id: str, terms: list[str], **extra: object) -> dict[str, object]:
+        return {"id": rule_id, "route": "internal", "queue": "it-security", "when": {"any": terms}, **extra}
+
+    monkeypatch.setenv("HANDOFF_CONFIG", str(local_copy(
+        env,
+        rule("typed-secret", ["hunter2"]),  # only the unredacted text says this
+        rule("kettle", ["kettle"]),
+        rule("always-muted", ["toaster"], mute=[{"from": "00:00", "to": "24:00"}]),
+        rule("weekend-fax", ["fax"], mute=[{"days": ["sat", "sun"], "from": "00:00", "to": "24:00"}]),
+    )))
+
+    def rule_of(*args: str) -> str:
+        assert main(["classify", *args]) == 0
+        return next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("rule:"))
+
+    assert rule_of("my password is Hunter2!x") != "typed-secret"  # redacted before it is classified
+    assert rule_of("ket\x00tle on fire") == "kettle"  # cleaned as intake cleans it (NUL dropped)
+    assert rule_of("the toaster again") != "always-muted"  # the message has a time: windows apply
+    assert rule_of("fax broken", "--at", "2026-11-30T10:00Z") == "weekend-fax"  # a Monday
+    assert rule_of("fax broken", "--at", "2026-11-28T10:00Z") != "weekend-fax"  # a Saturday: muted
+
+
+def test_classify_at_must_be_a_time(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["classify", "--at", "tuesday", "x"])
+    assert exit_.value.code == 2 and "is not an ISO time" in capsys.readouterr().err
