@@ -14,7 +14,10 @@ redaction, clipping to ``server.max_message_chars`` and the message's time for r
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from handlers.intake import Intake
     from routing.model import Decision
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 DESCRIPTION = (
     "Show where a message would go and why, with the rules of app.yaml as they are on disk (HANDOFF_CONFIG or "
     "--config; reported as rules version 0), not the stored version the bot runs on. Opens no database and "
@@ -59,21 +63,8 @@ async def classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, 
         return intake.decide(inbound)[1]
 
     if args.jsonl:
-        status = 0
-        for lineno, line in enumerate(stdin, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                    raise ValueError('expected an object with a string "text"')
-            except ValueError as exc:
-                stdout.write(json.dumps({"line": lineno, "error": str(exc)}) + "\n")
-                status = 1
-                continue
-            d = decide(item["text"])
-            stdout.write(json.dumps({"id": item.get("id"), **d.as_dict()}, ensure_ascii=False) + "\n")
-        return status
+        utf8_stdio(stdin, stdout)
+        return _jsonl(stdin, stdout, decide)
     if not args.text:
         print('handoff classify: give the message text, e.g. handoff classify "outlook keeps crashing"', file=sys.stderr)
         return 2
@@ -84,6 +75,76 @@ async def classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, 
         f"rule:     {d.rule_id} (rules v0: {settings.config_path})\nwhy:      {d.why}\n"
     )
     return 0
+
+
+class BadLine(ValueError):
+    """An input line of ``--jsonl`` that cannot be answered; the message says why."""
+
+
+def utf8_stdio(stdin: TextIO, stdout: TextIO) -> None:
+    """Read stdin as UTF-8 with undecodable bytes kept as lone surrogates, so that a bad line is refused
+    on its own instead of a UnicodeDecodeError ending the run; write UTF-8 whatever the locale."""
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+    if isinstance(stdout, io.TextIOWrapper):
+        stdout.reconfigure(encoding="utf-8", errors="strict")
+
+
+def _jsonl(stdin: TextIO, stdout: TextIO, decide: Callable[[str], Decision]) -> int:
+    """One JSON line out per line in: the decision with the line's id, or ``{"line": N, "error": ...}``
+    (and exit status 1). Every line out is standard JSON in UTF-8: no NaN, no lone surrogate."""
+    status = 0
+    for lineno, line in enumerate(stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            item_id, text = _item(line)
+            out = _dumps({"id": item_id, **decide(text).as_dict()})
+        except ValueError as exc:  # BadLine, or an answer that is not standard JSON (UnicodeEncodeError...)
+            out = json.dumps({"line": lineno, "error": str(exc)})  # ASCII: always valid
+            status = 1
+        stdout.write(out + "\n")
+    return status
+
+
+def _item(line: str) -> tuple[str | int | float, str]:
+    """The id and the text of one input line.
+
+    Raises:
+        BadLine: not UTF-8, not JSON, no string ``text``, or no id that can be echoed as standard JSON.
+    """
+    if _SURROGATE.search(line):
+        raise BadLine("not valid UTF-8")
+    try:
+        item = json.loads(line)
+    except RecursionError:
+        raise BadLine("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise BadLine(f"not JSON: {exc}") from None
+    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+        raise BadLine('expected an object with a string "text"')
+    if "id" not in item:
+        raise BadLine('missing "id": each line needs one to match its answer')
+    item_id = item["id"]
+    if not _echoable(item_id):
+        raise BadLine('"id" must be a string or a finite number')
+    return item_id, item["text"]
+
+
+def _echoable(value: object) -> bool:
+    """An id written back as standard JSON: a string without lone surrogates, an integer or a finite number."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        return not _SURROGATE.search(value)
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    """``obj`` as one line of standard JSON; ValueError (UnicodeEncodeError) if it is not UTF-8 text."""
+    line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    line.encode("utf-8")
+    return line
 
 
 def _intake(settings: Settings, clock: Callable[[], datetime]) -> Intake:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 import yaml
 
 from bot.cli import main
-from tests.helpers import APP_YAML
+from tests.helpers import APP_YAML, REPO
 
 
 @pytest.fixture
@@ -100,3 +103,47 @@ def test_classify_at_must_be_a_time(env: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exit_:
         main(["classify", "--at", "tuesday", "x"])
     assert exit_.value.code == 2 and "is not an ISO time" in capsys.readouterr().err
+
+
+def strict_json(line: str) -> dict[str, object]:
+    """``line`` read as standard JSON: NaN and Infinity are refused."""
+    def refuse(name: str) -> object:
+        raise ValueError(f"not standard JSON: {name}")
+
+    value = json.loads(line, parse_constant=refuse)
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.mark.parametrize("encoding", ["utf-8:strict", "latin-1"])  # stdio as under en_US.UTF-8, and a Latin-1 locale
+def test_jsonl_bad_bytes_and_surrogates_are_error_lines(env: Path, encoding: str) -> None:
+    lines = [
+        b'{"id": 1, "text": "printer jammed"}',
+        b'{"id": 2, "text": "caf\xe9 wifi \xff down"}',  # Latin-1, not UTF-8
+        b'{"id": "\\ud800", "text": "printer jammed"}',  # a lone surrogate cannot be written as UTF-8
+        b'{"id": 4, "text": "printer \\udc80 jammed"}',  # in the text it is cleaned, as intake cleans it
+        b'{"id": 5, "text": "outlook crashes"}',
+    ]
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "classify", "--jsonl"], input=b"\n".join(lines) + b"\n",
+                            capture_output=True, cwd=REPO, timeout=60, check=False,
+                            env={**os.environ, "PYTHONIOENCODING": encoding})
+    assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr
+    rows = [strict_json(line) for line in result.stdout.decode("utf-8").splitlines()]  # strict UTF-8
+    assert [r.get("id", r.get("line")) for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[1] == {"line": 2, "error": "not valid UTF-8"}
+    assert rows[2]["line"] == 3 and "id" in str(rows[2]["error"])
+    assert rows[3]["route"] == "msp" and rows[4]["route"] == "msp"
+
+
+@pytest.mark.parametrize("item", [
+    '{"text": "printer jammed"}', '{"id": null, "text": "printer jammed"}', '{"id": NaN, "text": "printer jammed"}',
+    '{"id": 1e999, "text": "printer jammed"}', '{"id": -Infinity, "text": "printer jammed"}',
+    '{"id": true, "text": "printer jammed"}', '{"id": [1], "text": "printer jammed"}',
+])
+def test_jsonl_needs_an_id_that_is_standard_json(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], item: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(item + '\n{"id": 1.5, "text": "printer jammed"}\n'))
+    assert main(["classify", "--jsonl"]) == 1
+    bad, good = (strict_json(line) for line in capsys.readouterr().out.splitlines())
+    assert bad["line"] == 1 and '"id"' in str(bad["error"])
+    assert good["id"] == 1.5 and good["route"] == "msp"
