@@ -107,21 +107,31 @@ def _database_problem(url: str) -> str | None:
     try:
         asyncio.run(db.upgrade(url))  # one query when at head: Alembic (~10 MB for good) only when not
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the fix is the URL or the server
-        try:
-            shown = _safe_url(url)
-        except Exception:  # noqa: BLE001 - the URL itself is what is wrong
-            shown = "(unreadable URL)"
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        return (f"cannot open the database {shown} ({type(exc).__name__}: {detail}). Check HANDOFF_DATABASE_URL "
-                "(or database.url in app.yaml) and that the database server is running.")
+        detail = " ".join(str(exc).split())
+        for piece in sorted(_credentials(url), key=len, reverse=True):  # a driver may echo a mis-parsed host
+            detail = detail.replace(piece, "***")
+        detail = detail[:300] or type(exc).__name__
+        return (f"cannot open the database {_safe_url(url)} ({type(exc).__name__}: {detail}). Check "
+                "HANDOFF_DATABASE_URL (or database.url in app.yaml) and that the database server is running.")
     return None
 
 
 def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
+    """A database URL for messages, with everything between ``://`` and the last ``@`` hidden.
 
-    return make_url(url).render_as_string(hide_password=True)
+    Not SQLAlchemy's ``hide_password``: it ends the password at the first ``@``, so an unescaped
+    ``@`` in a password (``postgres:S3cr@PGpass@host``) printed the rest of it as the host.
+    """
+    scheme, sep, rest = url.partition("://")
+    _, at, host = (rest if sep else url).rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at and sep else f"***@{host}" if at else url
+
+
+def _credentials(url: str) -> set[str]:
+    """The password in ``url``, whole and split at ``@`` (pieces of 3 characters or more)."""
+    _, sep, rest = url.partition("://")
+    password = (rest if sep else url).rpartition("@")[0].partition(":")[2]
+    return {p for p in (password, *password.split("@")) if len(p) >= 3}
 
 
 def _serve(settings: Settings) -> int:

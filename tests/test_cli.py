@@ -174,3 +174,17 @@ def test_chat_shows_words_not_slack_emoji_codes(env: Path, monkeypatch: pytest.M
     out = capsys.readouterr().out
     assert "REFUSED:" in out and "WARNING:" in out
     assert ":no_entry:" not in out and ":warning:" not in out
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://postgres:S3cr@PGpass@127.0.0.1:1/handoff", "postgresql://***@127.0.0.1:1/handoff"),  # "@" unescaped
+    ("postgresql://handoff:pw%40x@127.0.0.1:1/handoff", "postgresql://***@127.0.0.1:1/handoff"),
+])
+def test_database_messages_hide_the_whole_password(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], url: str, shown: str) -> None:
+    monkeypatch.setenv("HANDOFF_DATABASE_URL", url)
+    assert main(["outbox"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot open the database {shown} (" in err
+    for secret in ("S3cr", "PGpass", "pw%40x", "pw@x"):
+        assert secret not in err
