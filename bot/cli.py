@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("outbox", help="list outbound deliveries (what went, or would go, to the MSP and the pager)")
     p.add_argument("--status", choices=["pending", "delivered", "dead"])
     p.add_argument("--kind")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_positive, default=20, help="at most this many rows, newest first (1 or more)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("db", help="database maintenance")
@@ -97,6 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 2
+
+
+def _positive(value: str) -> int:
+    """An argparse type: a whole number of 1 or more (PostgreSQL refuses a negative LIMIT)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
 
 
 def _database_problem(url: str) -> str | None:
@@ -205,12 +216,11 @@ async def _outbox(settings: Settings, args: argparse.Namespace, stdout: TextIO) 
     finally:
         await engine.dispose()
     if args.json:
-        for r in rows:
-            stdout.write(json.dumps({
-                "id": r.id, "kind": r.kind, "status": r.status, "attempts": r.attempts,
-                "ticket_id": r.ticket_id, "idempotency_key": r.idempotency_key, "created_at": r.created_at.isoformat(),
-                "detail": r.detail, "last_error": r.last_error, "remote_id": r.remote_id, "payload": r.payload,
-            }, ensure_ascii=False, default=str) + "\n")
+        stdout.writelines(json.dumps({
+            "id": r.id, "kind": r.kind, "status": r.status, "attempts": r.attempts,
+            "ticket_id": r.ticket_id, "idempotency_key": r.idempotency_key, "created_at": r.created_at.isoformat(),
+            "detail": r.detail, "last_error": r.last_error, "remote_id": r.remote_id, "payload": r.payload,
+        }, ensure_ascii=False, default=str) + "\n" for r in rows)
         return 0
     if not rows:
         stdout.write("outbox is empty\n")

@@ -188,3 +188,11 @@ def test_database_messages_hide_the_whole_password(env: Path, monkeypatch: pytes
     assert f"cannot open the database {shown} (" in err
     for secret in ("S3cr", "PGpass", "pw%40x", "pw@x"):
         assert secret not in err
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "ten"])
+def test_outbox_limit_must_be_one_or_more(env: Path, capsys: pytest.CaptureFixture[str], limit: str) -> None:
+    with pytest.raises(SystemExit) as exit_:  # before any query: PostgreSQL refuses LIMIT -1 with a traceback
+        main(["outbox", "--limit", limit])
+    assert exit_.value.code == 2 and "argument --limit" in capsys.readouterr().err
+    assert not (env / "cli.db").exists()
