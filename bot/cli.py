@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -162,12 +163,21 @@ def _serve(settings: Settings) -> int:
     try:
         web.run_app(app, host=host, port=port, print=None, access_log=None)
     except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+        # gaierror: a host that does not resolve (" 127.0.0.1", "[::1]", a typo); its errno is an EAI_* code
+        unresolved = isinstance(exc, socket.gaierror)
+        if not unresolved and exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise
-        print(f"handoff: cannot listen on {host}:{port}: {exc.strerror}. Set HANDOFF_PORT / HANDOFF_HOST (or "
-              "server.port / server.host in app.yaml), or stop what is using it.", file=sys.stderr)
+        hint = ("HANDOFF_HOST must be a host name or an IP address, without brackets or spaces" if unresolved
+                else "or stop what is using it")
+        print(f"handoff: cannot listen on {_address(host, port)}: {exc.strerror}. Set HANDOFF_PORT / HANDOFF_HOST "
+              f"(or server.port / server.host in app.yaml); {hint}.", file=sys.stderr)
         return 2
     return 0
+
+
+def _address(host: str, port: int) -> str:
+    """``host:port`` for messages, the host quoted when spaces in it would be invisible."""
+    return f"{host}:{port}" if host == host.strip() and host else f"{host!r}:{port}"
 
 
 def _lower_priority(nice: int) -> None:

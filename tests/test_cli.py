@@ -196,3 +196,15 @@ def test_outbox_limit_must_be_one_or_more(env: Path, capsys: pytest.CaptureFixtu
         main(["outbox", "--limit", limit])
     assert exit_.value.code == 2 and "argument --limit" in capsys.readouterr().err
     assert not (env / "cli.db").exists()
+
+
+@pytest.mark.parametrize(("host", "shown"), [(" 127.0.0.1", "' 127.0.0.1'"), ("[::1]", "[::1]"),
+                                             ("nohost.invalid", "nohost.invalid")])
+def test_a_host_that_does_not_resolve_is_a_message_not_a_traceback(env: Path, host: str, shown: str) -> None:
+    import os
+
+    result = _handoff("serve", env={**os.environ, "HANDOFF_HOST": host, "HANDOFF_PORT": "3978"})
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the start-up log line
+    assert last.startswith(f"handoff: cannot listen on {shown}:3978: ") and "HANDOFF_HOST" in last
+    assert "Traceback" not in result.stderr
