@@ -23,6 +23,8 @@ from bot import cli_classify
 from bot.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("handoff")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("auto", "json", "text")
 
 
 def _setup_logging(level: str, fmt: str) -> None:
@@ -34,9 +36,9 @@ def _setup_logging(level: str, fmt: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="handoff", description="Route IT requests from Slack and Teams.")
     parser.add_argument("--config", help="path of app.yaml (default: $HANDOFF_CONFIG or the bundled app.yaml)")
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--log-format", choices=["auto", "json", "text"], default=os.environ.get("HANDOFF_LOG_FORMAT", "auto"),
-                        help="json: one object per line with a request id (default when stderr is not a terminal)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="of serve and worker")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, help="json: one object per line with a request id "
+                        "(auto: json when stderr is not a terminal); default $HANDOFF_LOG_FORMAT, else auto")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the HTTP server (Slack events, health, metrics) and the outbox worker")
@@ -58,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("action", choices=["upgrade"])
 
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level if args.command in ("serve", "worker") else "WARNING", args.log_format)
+    log_format = args.log_format or os.environ.get("HANDOFF_LOG_FORMAT", "").strip().lower() or "auto"
+    if log_format not in LOG_FORMATS:  # argparse checks choices on the command line only, not on a default
+        parser.error(f"HANDOFF_LOG_FORMAT={log_format!r}: choose from {', '.join(LOG_FORMATS)}")
+    _setup_logging(args.log_level if args.command in ("serve", "worker") else "WARNING", log_format)
     try:
         settings = load_settings(path=args.config)
     except ConfigError as exc:

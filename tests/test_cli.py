@@ -208,3 +208,22 @@ def test_a_host_that_does_not_resolve_is_a_message_not_a_traceback(env: Path, ho
     last = result.stderr.strip().splitlines()[-1]  # after the start-up log line
     assert last.startswith(f"handoff: cannot listen on {shown}:3978: ") and "HANDOFF_HOST" in last
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("argv", "environ", "said"), [
+    (["--log-level", "bogus"], {}, "argument --log-level: invalid choice: 'BOGUS'"),
+    (["--log-format", "xml"], {}, "argument --log-format: invalid choice: 'xml'"),
+    ([], {"HANDOFF_LOG_FORMAT": "xml"}, "HANDOFF_LOG_FORMAT='xml': choose from auto, json, text"),
+])
+def test_logging_options_are_checked(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                     argv: list[str], environ: dict[str, str], said: str) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "classify", "printer jammed"])
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_logging_options_take_any_case(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANDOFF_LOG_FORMAT", "JSON")
+    assert main(["--log-level", "debug", "classify", "printer jammed"]) == 0
