@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from bot.config_base import ConfigError, Section
 from bot.config_chat import SlackConfig, TeamsConfig
 from bot.config_oncall import (
     BusinessHoursConfig,
     OncallConfig,
     OpsgenieConfig,
-    Section,
     SlaConfig,
     StormConfig,
 )
@@ -36,16 +36,12 @@ PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names each key path and what is wrong."""
-
-
 _Section = Section
 
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=3978, ge=0, le=65535)
+    port: int = Field(default=3978, ge=1, le=65535)  # 0 (any free port) would be logged as :0
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=10 * 1024 * 1024)
     max_message_chars: int = Field(default=8_000, ge=100, le=100_000)
 
@@ -110,6 +106,12 @@ class DeliveryConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str | None = None
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        """A space pasted after the URL would name another file (``x.db ``); a blank one is unset."""
+        return (value.strip() or None) if isinstance(value, str) else value
     pool_size: int = Field(default=10, ge=1, le=200)
     #: Intake transactions in flight at most (group commit; more than one only while a whole batch
     #: waits behind a running one). None: 1 on SQLite (one writer at a time anyway), 4 on

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from bot.config_oncall import Section
+from bot.config_base import Section
 
 SLACK_API_URL = "https://slack.com/api/"
 #: Bot Framework: signing keys of the tokens Teams sends us, and where the bot gets its own tokens.

@@ -12,23 +12,17 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
     model_validator,
 )
 
+from bot.config_base import Section
+
 OPSGENIE_API_URL = "https://api.opsgenie.com"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-
-
-class Section(BaseModel):
-    """A section of app.yaml: unknown keys are errors (a typo must not be silently ignored)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 _Section = Section

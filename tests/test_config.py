@@ -132,3 +132,30 @@ def test_oncall_config_errors_say_what_to_fix(tmp_path: Path, section: str, valu
     with pytest.raises(ConfigError) as err:
         load_settings(env={}, path=write(tmp_path, data))
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("server", "port", True, "server.port: Value error, expected a number, not true"),  # pydantic read it as port 1
+    ("server", "port", 0, "server.port: Input should be greater than or equal to 1"),
+    ("delivery", "max_attempts", False, "delivery.max_attempts: Value error, expected a number, not false"),
+    ("msp", "timeout_seconds", True, "msp.timeout_seconds: Value error, expected a number, not true"),
+    ("database", "intake_writers", True, "database.intake_writers: Value error, expected a number, not true"),
+    ("storm", "window_minutes", True, "storm.window_minutes: Value error, expected a number, not true"),
+])
+def test_numbers_are_numbers(tmp_path: Path, section: str, key: str, value: object, message: str) -> None:
+    data = shipped()
+    data.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={}, path=write(tmp_path, data))
+    assert message in str(err.value)
+
+
+def test_port_zero_from_the_environment_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"server.port \(from HANDOFF_PORT\): Input should be greater than or equal to 1"):
+        load_settings(env={"HANDOFF_PORT": "0"}, path=APP_YAML)
+
+
+def test_database_url_is_stripped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert load_settings(env={"HANDOFF_DATABASE_URL": f" {url} \n"}, path=APP_YAML).database_url == url
+    assert load_settings(env={"HANDOFF_DATABASE_URL": "  "}, path=APP_YAML).database_url.endswith("/handoff.db")
