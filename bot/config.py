@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from bot.config_base import ConfigError, Section
+from bot.config_base import ConfigError, HttpUrl, Section
 from bot.config_chat import SlackConfig, TeamsConfig
 from bot.config_oncall import (
     BusinessHoursConfig,
@@ -47,7 +47,7 @@ class ServerConfig(_Section):
 
 
 class MspConfig(_Section):
-    url: str | None = None
+    url: HttpUrl | None = None
     secret: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     #: ``POST /msp/callback``: signed requests older (or newer) than this are refused as replays.
@@ -55,7 +55,7 @@ class MspConfig(_Section):
 
 
 class PagerDutyConfig(_Section):
-    events_url: str = PAGERDUTY_EVENTS_URL
+    events_url: HttpUrl = PAGERDUTY_EVENTS_URL
     routing_key: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     source: str = "handoff"

@@ -7,9 +7,16 @@ Kept apart from :mod:`bot.config` so the section modules (:mod:`bot.config_chat`
 from __future__ import annotations
 
 from types import NoneType, UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -37,3 +44,23 @@ def _wants_number(annotation: Any) -> bool:
     else:
         options = {annotation}
     return bool(options) and options <= {int, float}
+
+
+def _http_url(value: str) -> str:
+    """An outbound base URL, checked at start rather than failing ticket after ticket: http(s) with
+    a host and a valid port. The value itself is not echoed: a webhook URL may carry a token."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError when not a number from 0 to 65535
+    except ValueError:
+        raise ValueError("is not a valid URL (check the port, and the brackets around an IPv6 address)") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://example.com/path")
+    if port == 0 or any(c.isspace() for c in value):
+        raise ValueError("is not a valid URL (a space in it, or port 0)")
+    return value
+
+
+#: A URL the bot sends to (MSP webhook, Slack, PagerDuty, Opsgenie, Teams / Microsoft endpoints).
+HttpUrl = Annotated[str, AfterValidator(_http_url)]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from bot.config_base import Section
+from bot.config_base import HttpUrl, Section
 
 SLACK_API_URL = "https://slack.com/api/"
 #: Bot Framework: signing keys of the tokens Teams sends us, and where the bot gets its own tokens.
@@ -23,7 +23,7 @@ TEAMS_GRAPH_URL = "https://graph.microsoft.com"
 
 
 class SlackConfig(Section):
-    api_url: str = SLACK_API_URL
+    api_url: HttpUrl = SLACK_API_URL
     request_max_age_seconds: int = Field(default=300, ge=10, le=3600)
     signing_secret: SecretStr | None = None
     bot_token: SecretStr | None = None
@@ -38,10 +38,10 @@ class TeamsConfig(Section):
     app_type: Literal["MultiTenant", "SingleTenant"] = "MultiTenant"
     tenant_id: str | None = None
     auth: Literal["on", "off"] = "on"
-    openid_url: str = TEAMS_OPENID_URL
-    oauth_url: str | None = Field(default=None, description="Token endpoint; default from app_type and tenant_id")
-    connector_urls: list[str] = Field(default_factory=lambda: [TEAMS_CONNECTOR_URL], min_length=1)
-    graph_url: str = Field(default=TEAMS_GRAPH_URL, description="Microsoft Graph root (admins.teams_groups)")
+    openid_url: HttpUrl = TEAMS_OPENID_URL
+    oauth_url: HttpUrl | None = Field(default=None, description="Token endpoint; default from app_type and tenant_id")
+    connector_urls: list[HttpUrl] = Field(default_factory=lambda: [TEAMS_CONNECTOR_URL], min_length=1)
+    graph_url: HttpUrl = Field(default=TEAMS_GRAPH_URL, description="Microsoft Graph root (admins.teams_groups)")
     clock_skew_seconds: int = Field(default=300, ge=0, le=600)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 

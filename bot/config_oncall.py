@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.config_base import Section
+from bot.config_base import HttpUrl, Section
 
 OPSGENIE_API_URL = "https://api.opsgenie.com"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -58,7 +58,7 @@ def _check_weekdays(value: list[str]) -> list[str]:
 class OpsgenieConfig(_Section):
     """Opsgenie Alert API v2 as the pager (``OPSGENIE_API_KEY``; EU accounts: api.eu.opsgenie.com)."""
 
-    api_url: str = OPSGENIE_API_URL
+    api_url: HttpUrl = OPSGENIE_API_URL
     api_key: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P1"

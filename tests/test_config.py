@@ -159,3 +159,31 @@ def test_database_url_is_stripped(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert load_settings(env={"HANDOFF_DATABASE_URL": f" {url} \n"}, path=APP_YAML).database_url == url
     assert load_settings(env={"HANDOFF_DATABASE_URL": "  "}, path=APP_YAML).database_url.endswith("/handoff.db")
+
+
+@pytest.mark.parametrize(("var", "value", "key"), [
+    ("HANDOFF_MSP_URL", "not a url", "msp.url"),
+    ("HANDOFF_MSP_URL", "ftp://x/y", "msp.url"),
+    ("HANDOFF_MSP_URL", "https://psa.example.com:99999/hook?token=t0psecret", "msp.url"),
+    ("SLACK_API_URL", "slack.com/api/", "slack.api_url"),
+    ("PAGERDUTY_EVENTS_URL", "https:///v2/enqueue", "pagerduty.events_url"),
+    ("OPSGENIE_API_URL", "api.opsgenie.com", "opsgenie.api_url"),
+    ("TEAMS_OPENID_URL", "file:///etc/passwd", "teams.openid_url"),
+    ("TEAMS_OAUTH_URL", "http://[::1/token", "teams.oauth_url"),
+    ("TEAMS_GRAPH_URL", "graph.microsoft.com", "teams.graph_url"),
+    ("TEAMS_CONNECTOR_URL", "https://smba.trafficmanager.net/, mailto:x@y", "teams.connector_urls.1"),
+])
+def test_outbound_urls_are_checked_at_start(var: str, value: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={var: value}, path=APP_YAML)
+    assert f"{key} (from {var}): " in str(err.value) and "URL" in str(err.value)
+    assert "t0psecret" not in str(err.value)  # a webhook URL may carry a token: not echoed
+
+
+def test_outbound_urls_in_app_yaml_are_checked(tmp_path: Path) -> None:
+    data = shipped()
+    data["msp"]["url"] = "psa.example.com/hook"
+    with pytest.raises(ConfigError, match=r"msp.url: Value error, must be an http:// or https:// URL with a host"):
+        load_settings(env={}, path=write(tmp_path, data))
+    data["msp"]["url"] = " https://psa.example.com/hook "
+    assert load_settings(env={}, path=write(tmp_path, data)).msp.url == "https://psa.example.com/hook"
