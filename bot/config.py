@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from bot.config_base import ConfigError, HttpUrl, Section
-from bot.config_chat import SlackConfig, TeamsConfig
+from bot.config_chat import SlackConfig, TeamsConfig, check_slack
 from bot.config_oncall import (
     BusinessHoursConfig,
     OncallConfig,
@@ -275,6 +275,7 @@ def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None 
         raise ConfigError("\n".join(f"routing.{p}" for p in exc.problems)) from None
     if costly:
         raise ConfigError("\n".join(f"routing.{p}" for p in costly))
+    check_slack(settings.slack)
     teams_mode(settings)
     return settings
 

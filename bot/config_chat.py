@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from bot.config_base import HttpUrl, Section
+from bot.config_base import ConfigError, HttpUrl, Section
 
 SLACK_API_URL = "https://slack.com/api/"
 #: Bot Framework: signing keys of the tokens Teams sends us, and where the bot gets its own tokens.
@@ -28,6 +28,28 @@ class SlackConfig(Section):
     signing_secret: SecretStr | None = None
     bot_token: SecretStr | None = None
     app_token: SecretStr | None = None
+
+
+def check_slack(slack: SlackConfig) -> None:
+    """Refuse Slack credentials set by halves, which used to leave Slack off with one INFO line.
+
+    ``POST /slack/events`` and Socket Mode both need ``SLACK_SIGNING_SECRET`` and ``SLACK_BOT_TOKEN``
+    (Socket Mode ``SLACK_APP_TOKEN`` as well). The bot token alone is a whole configuration: the bot
+    then posts to Slack (in-house channel, chat pager) without taking requests from it.
+
+    Raises:
+        ConfigError: naming each missing variable and the one that needs it.
+    """
+    problems = []
+    if slack.bot_token is None:
+        for name, value in (("SLACK_SIGNING_SECRET", slack.signing_secret), ("SLACK_APP_TOKEN", slack.app_token)):
+            if value is not None:
+                problems.append(f"slack.bot_token: {name} is set but SLACK_BOT_TOKEN is not (Slack needs both)")
+    if slack.app_token is not None and slack.signing_secret is None:
+        problems.append("slack.signing_secret: SLACK_APP_TOKEN is set but SLACK_SIGNING_SECRET is not (Socket Mode "
+                        "needs it too)")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 class TeamsConfig(Section):

@@ -18,7 +18,7 @@ from tests.helpers import APP_YAML, REPO
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HANDOFF_CONFIG", str(APP_YAML))
     monkeypatch.setenv("HANDOFF_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    for var in ("HANDOFF_MSP_URL", "PAGERDUTY_ROUTING_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+    for var in ("HANDOFF_MSP_URL", "PAGERDUTY_ROUTING_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
@@ -227,3 +227,10 @@ def test_logging_options_are_checked(env: Path, monkeypatch: pytest.MonkeyPatch,
 def test_logging_options_take_any_case(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HANDOFF_LOG_FORMAT", "JSON")
     assert main(["--log-level", "debug", "classify", "printer jammed"]) == 0
+
+
+def test_half_set_slack_credentials_are_a_configuration_error(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")  # and no SLACK_BOT_TOKEN (the fixture removes it)
+    assert main(["outbox"]) == 2  # every command loads the same settings; serve used to start without Slack
+    assert "SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not" in capsys.readouterr().err

@@ -187,3 +187,27 @@ def test_outbound_urls_in_app_yaml_are_checked(tmp_path: Path) -> None:
         load_settings(env={}, path=write(tmp_path, data))
     data["msp"]["url"] = " https://psa.example.com/hook "
     assert load_settings(env={}, path=write(tmp_path, data)).msp.url == "https://psa.example.com/hook"
+
+
+@pytest.mark.parametrize(("env", "messages"), [
+    ({"SLACK_SIGNING_SECRET": "s"}, ["slack.bot_token: SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not"]),
+    ({"SLACK_APP_TOKEN": "xapp-1", "SLACK_SIGNING_SECRET": "s"},
+     ["slack.bot_token: SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not"]),
+    ({"SLACK_APP_TOKEN": "xapp-1", "SLACK_BOT_TOKEN": "xoxb-1"},
+     ["slack.signing_secret: SLACK_APP_TOKEN is set but SLACK_SIGNING_SECRET is not"]),
+    ({"SLACK_APP_TOKEN": "xapp-1"}, ["SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not",
+                                     "SLACK_APP_TOKEN is set but SLACK_SIGNING_SECRET is not"]),
+])
+def test_half_set_slack_credentials_are_refused(env: dict[str, str], messages: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env=env, path=APP_YAML)
+    for message in messages:
+        assert message in str(err.value)
+    assert "xapp-1" not in str(err.value) and "xoxb-1" not in str(err.value)
+
+
+def test_whole_slack_credentials_load() -> None:
+    for env in ({"SLACK_BOT_TOKEN": "xoxb-1"},  # posting only (in-house channel, chat pager)
+                {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
+                {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_TOKEN": "xapp-1"}):
+        assert load_settings(env=env, path=APP_YAML).slack.bot_token is not None
