@@ -9,7 +9,6 @@ control, business hours, SLA) in :mod:`bot.config_oncall`.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from bot.config_base import ConfigError, HttpUrl, Section
-from bot.config_chat import SlackConfig, TeamsConfig, check_slack
+from bot.config_chat import SlackConfig, TeamsConfig, check_slack, teams_mode
 from bot.config_oncall import (
     BusinessHoursConfig,
     OncallConfig,
@@ -33,7 +32,6 @@ from routing.rules import RuleSetError, ruleset_from_dict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "app.yaml"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 _Section = Section
@@ -278,48 +276,6 @@ def load_settings(env: Mapping[str, str] | None = None, path: Path | str | None 
     check_slack(settings.slack)
     teams_mode(settings)
     return settings
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    if host.strip().lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def teams_mode(settings: Settings) -> Literal["validate", "off", "disabled"]:
-    """How the Teams endpoint runs: ``validate`` (tokens checked), ``off`` (local testing), ``disabled``.
-
-    Raises:
-        ConfigError: validation switched off with an app id or on a non-loopback bind, an app id
-            without a password, or a single-tenant app without its tenant.
-    """
-    teams = settings.teams
-    if teams.auth == "off":
-        if teams.app_id:
-            raise ConfigError(
-                "teams.auth (from HANDOFF_TEAMS_AUTH): 'off' cannot be combined with TEAMS_APP_ID; Teams tokens "
-                "are always validated when an app id is set"
-            )
-        if not is_loopback(settings.server.host):
-            raise ConfigError(
-                f"teams.auth (from HANDOFF_TEAMS_AUTH): 'off' is only allowed on a loopback bind "
-                f"(HANDOFF_HOST=127.0.0.1, ::1 or localhost), not {settings.server.host!r}"
-            )
-        return "off"
-    if not teams.app_id:
-        return "disabled"
-    problems = []
-    if teams.app_password is None:
-        problems.append("teams.app_password: TEAMS_APP_ID is set but TEAMS_APP_PASSWORD is not (replies need it)")
-    if teams.app_type == "SingleTenant" and not teams.tenant_id:
-        problems.append("teams.tenant_id: TEAMS_APP_TYPE=SingleTenant needs TEAMS_TENANT_ID")
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return "validate"
 
 
 def extra_admins(env: Mapping[str, str] | None = None) -> list[str]:

@@ -1,18 +1,25 @@
-"""Configuration of the chat platforms: the ``slack`` and ``teams`` sections of ``app.yaml``.
+"""Configuration of the chat platforms: the ``slack`` and ``teams`` sections of ``app.yaml``, and the
+checks of their credentials (:func:`check_slack`, :func:`teams_mode`) that ``load_settings`` runs.
 
-Validated like the rest of :mod:`bot.config` (which uses them); kept apart so each module stays
-readable. Secrets come from the environment (``SLACK_SIGNING_SECRET``, ``TEAMS_APP_PASSWORD``, ...).
+Validated like the rest of :mod:`bot.config` (which uses them and re-exports the checks); kept apart
+so each module stays readable. Secrets come from the environment (``SLACK_SIGNING_SECRET``,
+``TEAMS_APP_PASSWORD``, ...).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from bot.config_base import ConfigError, HttpUrl, Section
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+
 SLACK_API_URL = "https://slack.com/api/"
+LOOPBACK_NAMES = frozenset({"localhost"})
 #: Bot Framework: signing keys of the tokens Teams sends us, and where the bot gets its own tokens.
 TEAMS_OPENID_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 TEAMS_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
@@ -97,3 +104,45 @@ class TeamsConfig(Section):
         if self.oauth_url:
             return self.oauth_url
         return TEAMS_TOKEN_URL.format(tenant=self.tenant_id) if self.tenant_id else None
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.strip().lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def teams_mode(settings: Settings) -> Literal["validate", "off", "disabled"]:
+    """How the Teams endpoint runs: ``validate`` (tokens checked), ``off`` (local testing), ``disabled``.
+
+    Raises:
+        ConfigError: validation switched off with an app id or on a non-loopback bind, an app id
+            without a password, or a single-tenant app without its tenant.
+    """
+    teams = settings.teams
+    if teams.auth == "off":
+        if teams.app_id:
+            raise ConfigError(
+                "teams.auth (from HANDOFF_TEAMS_AUTH): 'off' cannot be combined with TEAMS_APP_ID; Teams tokens "
+                "are always validated when an app id is set"
+            )
+        if not is_loopback(settings.server.host):
+            raise ConfigError(
+                f"teams.auth (from HANDOFF_TEAMS_AUTH): 'off' is only allowed on a loopback bind "
+                f"(HANDOFF_HOST=127.0.0.1, ::1 or localhost), not {settings.server.host!r}"
+            )
+        return "off"
+    if not teams.app_id:
+        return "disabled"
+    problems = []
+    if teams.app_password is None:
+        problems.append("teams.app_password: TEAMS_APP_ID is set but TEAMS_APP_PASSWORD is not (replies need it)")
+    if teams.app_type == "SingleTenant" and not teams.tenant_id:
+        problems.append("teams.tenant_id: TEAMS_APP_TYPE=SingleTenant needs TEAMS_TENANT_ID")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return "validate"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.config import ConfigError, is_loopback, load_settings, teams_mode
+from bot.config import ConfigError, load_settings, teams_mode
+from bot.config_chat import is_loopback
 from tests.helpers import APP_YAML
 
 APP = {"TEAMS_APP_ID": "eac5e5c6-ab14-4f50-80cb-49213fe51b1a", "TEAMS_APP_PASSWORD": "client-secret-value"}
