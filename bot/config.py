@@ -26,6 +26,7 @@ from bot.config_oncall import (
     SlaConfig,
     StormConfig,
 )
+from handlers.yaml_input import DuplicateKey, load_yaml
 from routing.model import RuleSet
 from routing.regexes import costly_regexes
 from routing.rules import RuleSetError, ruleset_from_dict
@@ -216,7 +217,9 @@ def _read_yaml(name: Path | str) -> tuple[Path, Any]:
         raise ConfigError(f"{config_path}: cannot be read ({exc.__class__.__name__}: {exc}); check that the "
                           "service's user may read it") from None
     try:
-        return config_path, yaml.safe_load(text) or {}
+        return config_path, load_yaml(text) or {}
+    except DuplicateKey as exc:  # before ValueError: it is one
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
     except RecursionError:

@@ -16,6 +16,7 @@ import yaml
 
 from handlers.rules_tokens import CommandError
 from handlers.text_input import redact_to_fit
+from handlers.yaml_input import DuplicateKey, load_yaml
 from routing.model import RuleSet
 from routing.rules import RuleSetError, ruleset_from_dict, ruleset_to_dict
 
@@ -121,9 +122,11 @@ def _safe_yaml(text: str, usage: str) -> Any:
             nodes += 1
             if nodes > MAX_YAML_NODES:
                 raise CommandError("the YAML is too large", usage)
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except CommandError:
         raise
+    except DuplicateKey as exc:
+        raise CommandError(str(exc), usage) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -132,4 +135,4 @@ def _safe_yaml(text: str, usage: str) -> Any:
         raise CommandError(f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}", usage) from None
 
 
-__all__ = ["MAX_IMPORT_CHARS", "import_block", "load_import", "normalise", "problems_text", "validate", "RuleSet"]
+__all__ = ["MAX_IMPORT_CHARS", "RuleSet", "import_block", "load_import", "normalise", "problems_text", "validate"]

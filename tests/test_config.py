@@ -211,3 +211,27 @@ def test_whole_slack_credentials_load() -> None:
                 {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
                 {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_TOKEN": "xapp-1"}):
         assert load_settings(env=env, path=APP_YAML).slack.bot_token is not None
+
+
+def test_duplicate_keys_are_refused_with_their_path_and_line(tmp_path: Path) -> None:
+    text = APP_YAML.read_text(encoding="utf-8")
+    second_server = text + "\nserver:\n  port: 4000\n"  # PyYAML dropped the first server: section
+    lines = len(text.splitlines())
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={}, path=write(tmp_path, second_server))
+    assert f"server: duplicate key at line {lines + 2} (first at line " in str(err.value)
+
+    doubled = ("routing:\n  queues: [{name: q, route: internal}]\n  rules:\n    - id: vpn\n      route: internal\n"
+               "      queue: q\n      when:\n        any: [vpn]\n        any: [wifi]\n"
+               "    - {id: default, route: internal, queue: q}\n")
+    with pytest.raises(ConfigError, match=r"routing\.rules\[0\]\.when\.any: duplicate key at line 9 \(first at line 8\)"):
+        load_settings(env={}, path=write(tmp_path, doubled))
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    merged = ("routing:\n  queues: [{name: q, route: internal}]\n  rules:\n"
+              "    - &vpn {id: vpn, route: internal, queue: q, when: {any: [vpn]}}\n"
+              "    - <<: *vpn\n      id: wifi\n      when: {any: [wifi]}\n"  # keys beside a merge override it
+              "    - {id: default, route: internal, queue: q}\n")
+    rules = load_settings(env={}, path=write(tmp_path, merged)).ruleset().rules
+    assert [r.id for r in rules] == ["vpn", "wifi", "default"]

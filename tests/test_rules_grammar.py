@@ -15,7 +15,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.rules_grammar import MAX_COMMAND_CHARS, CommandError, Parsed, parse, slack_unescape, tokenize
+from handlers.rules_grammar import (
+    MAX_COMMAND_CHARS,
+    CommandError,
+    Parsed,
+    parse,
+    slack_unescape,
+    tokenize,
+)
 from handlers.rules_help import SUBCOMMANDS, USAGE, help_text
 from handlers.rules_import import load_import
 from routing.rules import ruleset_from_dict
@@ -148,9 +155,13 @@ def test_import_round_trips_app_yaml() -> None:
     ("rules: [\n", "not valid YAML at line"),
     ("- 1\n- 2", "expected the `routing:` section"),
     ("queues: []\nrules: []", "at least 1 item"),
-    ("queues: [{name: q, route: internal}]\nrules: [{id: a, route: page, queue: q, when: {regex: ['(?=x)']}}, "
-     "{id: d, route: internal, queue: q}]", "lookahead"),
+    (("queues: [{name: q, route: internal}]\nrules: [{id: a, route: page, queue: q, when: {regex: ['(?=x)']}}, "
+      "{id: d, route: internal, queue: q}]"), "lookahead"),
     ("queues: [{name: q, route: internal}]\nrules: [{id: 5, route: internal, queue: q}]", "valid string"),
+    (("queues: [{name: q, route: internal}]\nrules:\n  - id: a\n    route: internal\n    queue: q\n    when:\n"
+      "      any: [vpn]\n      any: [wifi]\n  - {id: d, route: internal, queue: q}"),  # PyYAML kept only [wifi]
+     "rules[0].when.any: duplicate key at line 8 (first at line 7)"),
+    ("routing:\n  queues: []\nrouting:\n  rules: []", "routing: duplicate key at line 3 (first at line 1)"),
 ])
 def test_import_errors_are_clear(text: str, says: str) -> None:
     with pytest.raises(CommandError) as info:
