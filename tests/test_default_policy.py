@@ -308,6 +308,8 @@ MSP = [
     "how do i spot a phishing text? asking for my dad",
     "where do I find the guest wifi password for a visitor",
     "my antivirus keeps turning off after the update",
+    "URGENT: need a new mouse, mine is broken",
+    "urgent please: how do I reset my password? it's not working",
 ]
 
 # -- internal: security (not an emergency) and server stability ------------------------------------
