@@ -605,6 +605,7 @@ PAGE_CHAT = [
     "the firewall cluster: both nodes down and the HA failover did not happen",
     "someone is remote controlling the accounts PC and the cursor is typing into online banking",
     "a man I don't know plugged a laptop into the switch in the comms cupboard and left it there",
+    "every customer is getting an error at checkout on the website",
 ]
 
 # -- in-house vocabulary that chat uses for non-emergencies -----------------------------------------------
@@ -749,6 +750,20 @@ NEVER_PAGE_CHAT = [
     "screen went blue with white text, rebooted and it's fine now, was that a virus?",
     "I changed my bank details in Workday while on holiday, can payroll confirm they got it?",
     "the AP mailbox gets spoofed mails from our own domain, is DMARC set up?",
+    # false friends of this round's new words (found by a review)
+    "the old guest wifi accounts are being deleted right now by the expiry job, that's fine",
+    "files are disappearing from my desktop one by one as OneDrive moves them to the cloud, is that normal?",
+    "the backups from 2019 were deleted by the retention job overnight, we didn't do it by hand",
+    "someone deleted the old printer from the devices list, wasn't me, no big deal",
+    "our laptops got a new wallpaper pushed overnight, none of us did that, was it the MSP?",
+    "someone is changing the backend colours of the intranet, looks like the comms team",
+    "my browser homepage is stuck on Bing",
+    "Legal updated the TOS and the old version is stuck on the website footer",
+    "the kitchen display in the canteen went dark at 3pm, I think it's just the sleep timer",
+    "Stripe shows one card declined for a customer yesterday",
+    "I declined the meeting invite for the PMS training by accident",
+    "nobody on the team knows who created the shared Canva account",
+    "MFA was reset for the new starter, not me",
 ]
 
 
