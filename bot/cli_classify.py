@@ -3,8 +3,9 @@
 The rules are those of app.yaml (``HANDOFF_CONFIG`` or ``--config``) as they are on disk, reported
 as version 0: an operator editing a local copy sees what that copy decides, before any replica
 imports it. No database is opened, so nothing can be stored by a command that only reads (it used
-to import the file as a new live version, the way ``serve`` does at start). What the stored
-versions decide, chat edits included, is what ``/handoff rules test`` shows.
+to import the file as a new live version, the way ``serve`` does at start). ``--live`` reads the
+version the bot runs on (chat edits included) from ``HANDOFF_DATABASE_URL`` instead, and reports
+its number; it migrates nothing and writes nothing either.
 
 The text goes through the intake's own decision (:meth:`handlers.intake.Intake.decide`): cleaning,
 redaction, clipping to ``server.max_message_chars`` and the message's time for rules with
@@ -21,19 +22,21 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Settings
 
 if TYPE_CHECKING:
     from handlers.intake import Intake
+    from routing.engine import Classifier
     from routing.model import Decision
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 DESCRIPTION = (
     "Show where a message would go and why, with the rules of app.yaml as they are on disk (HANDOFF_CONFIG or "
-    "--config; reported as rules version 0), not the stored version the bot runs on. Opens no database and "
-    "stores nothing. `/handoff rules test` in chat tries the stored rules."
+    "--config; reported as rules version 0), or with --live the stored version the bot runs on (read from "
+    "HANDOFF_DATABASE_URL, chat edits included); stores nothing either way."
 )
 
 
@@ -47,7 +50,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--channel", default="")
     p.add_argument("--at", metavar="ISO-TIME", type=_instant, help="the message's time for rules with active/mute windows, e.g. "
                    "2024-05-02T09:14Z (no offset: UTC); default now")
-    # Once "use app.yaml instead of the stored version"; app.yaml is now the only source. Kept for scripts.
+    p.add_argument("--live", action="store_true", help="the stored rule-set version the bot runs on (reads "
+                   "HANDOFF_DATABASE_URL; writes nothing) instead of app.yaml")
+    # Once "use app.yaml instead of the stored version", which is now the default. Kept for scripts.
     p.add_argument("--rules-file", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -56,7 +61,23 @@ async def classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, 
     from handlers.intake import Inbound
 
     at: datetime | None = args.at
-    intake = _intake(settings, (lambda: at) if at is not None else _now)
+    clock = (lambda: at) if at is not None else _now
+    if args.live:
+        try:
+            classifier = await _live_classifier(settings)
+        except Exception as exc:  # noqa: BLE001 - no database, not migrated, no rules: the operator's to fix
+            from bot.cli import _safe_url
+
+            print(f"handoff classify --live: cannot read the stored rules from {_safe_url(settings.database_url)} "
+                  f"({type(exc).__name__}); check HANDOFF_DATABASE_URL and run `handoff db upgrade` and "
+                  "`handoff serve` once", file=sys.stderr)
+            return 2
+        source = "stored, what the bot runs on"
+    else:
+        from routing.engine import compile_ruleset
+
+        classifier, source = compile_ruleset(settings.ruleset()), str(settings.config_path)
+    intake = _intake(settings, classifier, clock)
 
     def decide(text: str) -> Decision:
         inbound = Inbound(platform=args.platform, event_id="classify", text=text, user_id="", channel_id=args.channel)
@@ -72,7 +93,7 @@ async def classify(settings: Settings, args: argparse.Namespace, stdin: TextIO, 
     pages = "yes" if d.pages else "no"
     stdout.write(
         f"route:    {d.route}\nqueue:    {d.queue}\nseverity: {d.severity}\npages:    {pages}\n"
-        f"rule:     {d.rule_id} (rules v0: {settings.config_path})\nwhy:      {d.why}\n"
+        f"rule:     {d.rule_id} (rules v{d.ruleset_version}: {source})\nwhy:      {d.why}\n"
     )
     return 0
 
@@ -147,18 +168,36 @@ def _dumps(obj: dict[str, Any]) -> str:
     return line
 
 
-def _intake(settings: Settings, clock: Callable[[], datetime]) -> Intake:
-    """An intake that only decides, with the rules of app.yaml: its sessionmaker is bound to no
-    database, so a write would fail instead of storing anything."""
+def _intake(settings: Settings, classifier: Classifier, clock: Callable[[], datetime]) -> Intake:
+    """An intake that only decides, with ``classifier``: its sessionmaker is bound to no database, so a
+    write would fail instead of storing anything."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     from bot.paging_setup import intake_options
     from handlers.intake import Intake
     from handlers.rules_state import FixedRules
-    from routing.engine import compile_ruleset
 
-    return Intake(sessionmaker=async_sessionmaker(), rules=FixedRules(compile_ruleset(settings.ruleset())),
-                  clock=clock, options=intake_options(settings))
+    return Intake(sessionmaker=async_sessionmaker(), rules=FixedRules(classifier), clock=clock,
+                  options=intake_options(settings))
+
+
+async def _live_classifier(settings: Settings) -> Classifier:
+    """The live stored rule-set version, read (not migrated, not imported from app.yaml)."""
+    from sqlalchemy.engine import make_url
+
+    from handlers.rules_state import ActiveRules
+    from storage import db
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        raise FileNotFoundError("no such database file")  # connecting would create an empty one
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        rules = ActiveRules(sessionmaker=db.make_sessionmaker(engine), clock=_now)
+        await rules.refresh(force=True)
+        return rules.classifier
+    finally:
+        await engine.dispose()
 
 
 def _now() -> datetime:

@@ -61,6 +61,30 @@ def test_classify_uses_the_local_copy_and_stores_nothing(env: Path, monkeypatch:
     assert stored(env / "cli.db") == before  # no new live version, no audit row
 
 
+def test_classify_live_reads_the_stored_version_and_writes_nothing(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["chat"]) == 0  # the bot's own start: app.yaml stored as version 1
+    before = stored(env / "cli.db")
+    capsys.readouterr()
+    copy = local_copy(env, {"id": "kettle", "route": "internal", "queue": "it-security", "when": {"any": ["kettle"]}})
+    monkeypatch.setenv("HANDOFF_CONFIG", str(copy))
+    assert main(["classify", "--live", "the kettle smells odd"]) == 0
+    out = capsys.readouterr().out
+    assert "(rules v1: stored" in out and "kettle" not in out.split("rule:")[1].split("(")[0]  # not the local copy
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"id": "a", "text": "the kettle smells odd"}\n'))
+    assert main(["classify", "--live", "--jsonl"]) == 0
+    assert json.loads(capsys.readouterr().out)["ruleset_version"] == 1
+    assert stored(env / "cli.db") == before
+
+
+def test_classify_live_without_a_database_is_a_clear_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "--live", "printer jammed"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the stored rules from" in err and "handoff db upgrade" in err and "Traceback" not in err
+    assert not (env / "cli.db").exists()  # not even an empty database file
+
+
 def test_classify_opens_no_database(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["classify", "need excel installed"]) == 0
     assert main(["classify", "--rules-file", "need excel installed"]) == 0  # the old flag still works
