@@ -24,6 +24,8 @@ from bot.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("handoff")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: The spellings logging itself accepts besides those.
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 LOG_FORMATS = ("auto", "json", "text")
 
 
@@ -36,7 +38,7 @@ def _setup_logging(level: str, fmt: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="handoff", description="Route IT requests from Slack and Teams.")
     parser.add_argument("--config", help="path of app.yaml (default: $HANDOFF_CONFIG or the bundled app.yaml)")
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="of serve and worker")
+    parser.add_argument("--log-level", type=_level, choices=LOG_LEVELS, default="INFO", help="of serve and worker")
     parser.add_argument("--log-format", choices=LOG_FORMATS, help="json: one object per line with a request id "
                         "(auto: json when stderr is not a terminal); default $HANDOFF_LOG_FORMAT, else auto")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +116,11 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
     return number
+
+
+def _level(value: str) -> str:
+    """``--log-level``: any case, and logging's own aliases (``warn``)."""
+    return _LEVEL_ALIASES.get(value.upper(), value.upper())
 
 
 def _database_problem(url: str) -> str | None:

@@ -227,6 +227,7 @@ def test_logging_options_are_checked(env: Path, monkeypatch: pytest.MonkeyPatch,
 def test_logging_options_take_any_case(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HANDOFF_LOG_FORMAT", "JSON")
     assert main(["--log-level", "debug", "classify", "printer jammed"]) == 0
+    assert main(["--log-level", "warn", "classify", "printer jammed"]) == 0  # logging's own alias
 
 
 def test_half_set_slack_credentials_are_a_configuration_error(env: Path, monkeypatch: pytest.MonkeyPatch,

@@ -665,6 +665,36 @@ async def test_rows_retrying_through_an_outage_are_a_backlog_aged_from_their_fir
     assert rows[notice].first_due_at == later and rows[sla].first_due_at is None
 
 
+async def test_migration_0008_leaves_rows_already_retrying_unaged(db_url: str) -> None:
+    """A row written days ago, due later, that had failed once before the upgrade: its first due time
+    is lost, and its creation time is no stand-in (it would read as a 3-day-old backlog and fire the
+    delivery-lag alert at once). Up, down and up again keep the rows."""
+    from alembic import command
+
+    from storage.db import alembic_config
+
+    await upgrade(db_url)
+    await asyncio.to_thread(command.downgrade, alembic_config(db_url), "0007")
+    now = datetime.now(UTC)
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO outbox (kind, payload, idempotency_key, status, attempts, created_at, next_attempt_at) "
+                     "VALUES ('sla.check', '{}', 'sla-old', 'pending', 1, :created, :due)")
+                .bindparams(bindparam("created", type_=UTCDateTime()), bindparam("due", type_=UTCDateTime())),
+                {"created": now - timedelta(days=3), "due": now + timedelta(minutes=1)},
+            )
+        await upgrade(db_url)
+        async with make_sessionmaker(engine)() as s:
+            stats = await service.outbox_stats(session=s, now=now)
+            [row] = await service.list_outbox(session=s)
+        assert row.first_due_at is None and stats["retrying"] == 1
+        assert stats["oldest_pending_age_seconds"] == 0.0
+    finally:
+        await engine.dispose()
+
+
 # --- rule sets and audit --------------------------------------------------------------------------
 
 

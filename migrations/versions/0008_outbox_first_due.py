@@ -3,7 +3,9 @@
 A retry overwrites ``next_attempt_at``, so without this the delivery lag restarted at every retry
 and a row retried throughout an MSP outage looked as fresh as a new one. ``first_due_at`` is set by
 the first retry (NULL until then: ``next_attempt_at`` still holds it). Rows already retrying when the
-migration runs get their creation time, the best figure left: most rows are due when written.
+migration runs are left NULL: their first due time is lost, and their creation time is no stand-in (an
+SLA check written three days ago and retried once would read as a 72-hour-old backlog and fire the
+alert the docs recommend). Their age counts from their next retry instead.
 
 Revision ID: 0008
 Revises: 0007
@@ -25,7 +27,6 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("outbox", sa.Column("first_due_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE outbox SET first_due_at = created_at WHERE status = 'pending' AND attempts > 0")
 
 
 def downgrade() -> None:
