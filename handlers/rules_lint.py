@@ -6,6 +6,8 @@ Errors refuse a publish; warnings are shown after every edit. What is checked:
   queues, duplicate ids, a missing, conditional or disabled default;
 * rules that can never fire because an earlier rule always takes their messages first
   (:func:`shadowed`: exact and conservative, see there);
+* terms that look like a secret (:func:`secret_terms`): intake redacts a message before the rules
+  read it, so such a term can never match (and `rules show` would print it redacted);
 * the canonical critical messages (:data:`CRITICAL_MESSAGES`): a change after which one of them no
   longer pages is refused, naming the message.
 
@@ -21,6 +23,7 @@ from typing import Any
 
 from routing.engine import Classifier, classify_safely, compile_ruleset
 from routing.model import Message, Rule, RuleSet
+from routing.redact import redact
 from routing.regexes import costly_regexes
 from routing.rules import RuleSetError, ruleset_from_dict
 from routing.text import term_key
@@ -141,6 +144,18 @@ def shadowed(ruleset: RuleSet) -> dict[str, tuple[str, ...]]:
 # --- canonical critical messages -------------------------------------------------------------------
 
 
+def secret_terms(ruleset: RuleSet) -> dict[str, tuple[str, ...]]:
+    """The terms of each rule that redaction would rewrite (``default pin 1234``), by rule id."""
+    found: dict[str, tuple[str, ...]] = {}
+    for rule in ruleset.rules:
+        w = rule.when
+        terms = dict.fromkeys([*w.any, *w.all, *w.none, *(t for group in w.any_of for t in group)])
+        bad = tuple(t for t in terms if redact(t).text != t)
+        if bad:
+            found[rule.id] = bad
+    return found
+
+
 def _pages(classifier: Classifier, text: str) -> tuple[bool, str]:
     d = classify_safely(classifier, Message(text=text, platform="slack"))
     return d.pages, f"{d.route} via `{d.rule_id}`"
@@ -195,6 +210,14 @@ def lint(content: Mapping[str, Any], live: RuleSet | None, *,
         findings.append(Finding(level, "shadowed",
                                 f"`{rule_id}` can never fire: {who} comes first in evaluation and takes every "
                                 f"message it matches{tail}. Narrow or move one of them", rule_id))
+    known = secret_terms(live) if live is not None else {}
+    for rule_id, terms in secret_terms(draft).items():
+        new = [t for t in terms if t not in known.get(rule_id, ())]
+        level, shown = ("error", new) if new else ("warning", list(terms))
+        findings.append(Finding(level, "secret-term",
+                                f"`{rule_id}`: {', '.join(repr(t) for t in shown[:3])} looks like a secret; intake "
+                                "removes secrets from a message before the rules read it, so it can never match. "
+                                "Keep the words around it (`default pin`) and drop the value", rule_id))
     disabled_pages = [r.id for r in draft.rules if r.route == "page" and not r.enabled]
     if disabled_pages:
         findings.append(Finding("warning", "disabled-page",

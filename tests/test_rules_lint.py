@@ -16,6 +16,7 @@ from handlers.rules_import import normalise
 from handlers.rules_lint import CRITICAL_MESSAGES, lint, shadowed
 from routing.engine import compile_ruleset
 from routing.model import Message
+from routing.redact import redact
 from routing.rules import ruleset_from_dict
 
 QUEUES = [{"name": "desk", "route": "msp"}, {"name": "sec", "route": "internal"}, {"name": "oncall", "route": "page"}]
@@ -150,6 +151,18 @@ def test_a_canonical_message_the_live_rules_never_paged_is_only_a_warning() -> N
     plain = {"queues": QUEUES, "rules": [{"id": "default", "route": "msp", "queue": "desk"}]}
     report = lint(plain, ruleset_from_dict(plain))
     assert report.ok and report.warnings[0].code == "critical-never-paged"
+
+
+def test_a_term_that_looks_like_a_secret_is_refused_because_it_can_never_match() -> None:
+    """Intake redacts a message before the rules read it: "default pin 1234" reaches them as "default
+    pin [redacted:password]", so the term never matches (and `rules show` prints it redacted)."""
+    content, live = _live()
+    draft = edit_rule(content, "hardware", parse("edit hardware --add-any 'default pin 1234'").change)
+    report = lint(draft, live)
+    [finding] = [f for f in report.errors if f.code == "secret-term"]
+    assert "'default pin 1234'" in finding.message and "can never match" in finding.message
+    assert "1234" not in redact("the default pin 1234 does not work").text  # what the rules would read
+    assert [f.level for f in lint(draft, ruleset_from_dict(draft)).findings if f.code == "secret-term"] == ["warning"]
 
 
 def test_invalid_content_is_reported_not_raised() -> None:
