@@ -34,6 +34,16 @@ def make_settings(db_url: str, **env: str) -> Settings:
     return settings
 
 
+def cli_environment(tmp_path: Path, monkeypatch: Any) -> Path:
+    """The environment of a ``handoff`` command run in a test: the shipped app.yaml, a SQLite file in
+    ``tmp_path``, and no MSP, pager or Slack credentials from the caller's shell."""
+    monkeypatch.setenv("HANDOFF_CONFIG", str(APP_YAML))
+    monkeypatch.setenv("HANDOFF_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    for var in ("HANDOFF_MSP_URL", "PAGERDUTY_ROUTING_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
 def slack_signature(secret: str, timestamp: str, body: str) -> str:
     """Sign exactly as Slack does: v0=HMAC-SHA256(secret, "v0:{ts}:{body}")."""
     base = f"v0:{timestamp}:{body}".encode()

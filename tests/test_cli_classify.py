@@ -14,16 +14,12 @@ import pytest
 import yaml
 
 from bot.cli import main
-from tests.helpers import APP_YAML, REPO
+from tests.helpers import APP_YAML, REPO, cli_environment
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HANDOFF_CONFIG", str(APP_YAML))
-    monkeypatch.setenv("HANDOFF_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    for var in ("HANDOFF_MSP_URL", "PAGERDUTY_ROUTING_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
+    return cli_environment(tmp_path, monkeypatch)
 
 
 def local_copy(tmp_path: Path, *rules: dict[str, object], **server: object) -> Path:
