@@ -764,6 +764,11 @@ NEVER_PAGE_CHAT = [
     "I declined the meeting invite for the PMS training by accident",
     "nobody on the team knows who created the shared Canva account",
     "MFA was reset for the new starter, not me",
+    # scope words that are not a scope (found on the 8,500 real tickets)
+    "cannot access mail from any device using owa or outlook",
+    "cannot connect to any internet site although the wifi is connected",
+    "speakers not working, I reinstalled the audio drivers and any driver update fails",
+    "please move the nightly erp import job from 0:30 to 2:00",
 ]
 
 
