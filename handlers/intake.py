@@ -150,7 +150,7 @@ class Intake:
         """Whether ``message`` (written in a ticket's thread) would page as a request of its own."""
         inbound = Inbound(platform=message.platform, event_id=message.event_id, text=message.text,
                           user_id=message.user_id, channel_id=message.channel_id, channel_type="channel")
-        return self._decide(_cleaned(inbound))[1].route == "page"
+        return self.decide(inbound)[1].route == "page"
 
     def decide(self, inbound: Inbound) -> tuple[Redaction, Decision]:
         """What :meth:`handle` would store and decide for ``inbound``, writing nothing (``handoff classify``)."""
